@@ -2,7 +2,10 @@ package zlayer
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
+
+	"github.com/zlayer/zlayer/internal/zfs"
 )
 
 // Sentinel errors. Every error the package returns for one of these
@@ -26,6 +29,9 @@ var (
 	// ErrUnavailable reports that ZFS cannot be reached: no /dev/zfs, the
 	// kernel module not loaded, or libzfs failing to start.
 	ErrUnavailable = errors.New("zfs unavailable")
+
+	// ErrNoSpace reports a pool, quota or apply that ran out of space.
+	ErrNoSpace = errors.New("no space left")
 )
 
 // Error describes a failed operation on a dataset, snapshot, pool or path.
@@ -49,4 +55,43 @@ func opErr(op, target string, err error) error {
 		return nil
 	}
 	return &Error{Op: op, Target: target, Err: err}
+}
+
+// zfsErr wraps a failure of the ZFS binding, adding the sentinel that the
+// libzfs error code or errno selects.
+func zfsErr(op, target string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ze *zfs.Error
+	if errors.As(err, &ze) {
+		if s := kindSentinel(ze.Kind); s != nil {
+			err = fmt.Errorf("%w: %w", s, err)
+		}
+	}
+	return &Error{Op: op, Target: target, Err: err}
+}
+
+func kindSentinel(k zfs.Kind) error {
+	switch k {
+	case zfs.KindNotFound:
+		return ErrNotFound
+	case zfs.KindExist:
+		return ErrExist
+	case zfs.KindBusy:
+		return ErrBusy
+	case zfs.KindInvalid:
+		return ErrInvalid
+	case zfs.KindUnavailable:
+		return ErrUnavailable
+	case zfs.KindNoSpace:
+		return ErrNoSpace
+	}
+	return nil
+}
+
+// isKind reports whether err came from the binding with the given class.
+func isKind(err error, k zfs.Kind) bool {
+	var ze *zfs.Error
+	return errors.As(err, &ze) && ze.Kind == k
 }

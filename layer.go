@@ -1,0 +1,434 @@
+package zlayer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/zlayer/zlayer/internal/zfs"
+)
+
+// Layer is an image layer: a base layer is a filesystem of its own, every
+// other layer a clone of its parent's commit snapshot. A layer is written
+// while active and immutable once committed.
+type Layer struct {
+	ID        string
+	Parent    string // empty for a base layer
+	Committed bool
+	Created   time.Time
+	Labels    map[string]string
+	Dataset   string // the ZFS dataset holding the layer
+}
+
+// CreateOptions configures CreateLayer. The zero value is usable.
+type CreateOptions struct {
+	// Labels are kept with the layer; at most about 8 KiB in all.
+	Labels map[string]string
+	// Quota limits the bytes the layer itself may refer to (refquota);
+	// 0 means none.
+	Quota uint64
+}
+
+// Usage is a dataset's space from ZFS's own accounting.
+type Usage struct {
+	Used       uint64 // space the dataset and its snapshots hold alone
+	Referenced uint64 // space of all data the dataset can read
+	Written    uint64 // space written since the last snapshot
+}
+
+// CreateLayer makes an active layer: a new filesystem when parent is empty,
+// otherwise a clone of the committed parent. Either way the dataset comes
+// into being with all its properties in one step, so no reader ever sees
+// it half-made, and its cost does not depend on the parent's size.
+func (s *Store) CreateLayer(ctx context.Context, id, parent string, opts *CreateOptions) (*Layer, error) {
+	var o CreateOptions
+	if opts != nil {
+		o = *opts
+	}
+	m := meta{kind: kindLayer, state: stateActive, parent: parent, labels: o.Labels}
+	ds, err := s.create(ctx, "create layer", id, parent, m, o.Quota, false)
+	if err != nil {
+		return nil, err
+	}
+	return ds.layer(), nil
+}
+
+// meta is the store's view of one of its datasets.
+type meta struct {
+	id         string
+	dataset    string
+	kind       string
+	state      string
+	parent     string
+	created    time.Time
+	labels     map[string]string
+	committing string
+	readOnly   bool
+	quota      uint64
+	origin     string
+}
+
+func (m *meta) layer() *Layer {
+	return &Layer{ID: m.id, Parent: m.parent, Committed: m.state == stateCommitted,
+		Created: m.created, Labels: m.labels, Dataset: m.dataset}
+}
+
+func (m *meta) props() ([]zfs.Prop, error) {
+	props := []zfs.Prop{
+		{Name: "mountpoint", Value: "legacy"},
+		{Name: propKind, Value: m.kind},
+		{Name: propState, Value: m.state},
+		{Name: propCreated, Value: m.created.UTC().Format(time.RFC3339Nano)},
+	}
+	if m.parent != "" {
+		props = append(props, zfs.Prop{Name: propParent, Value: m.parent})
+	}
+	if len(m.labels) > 0 {
+		b, err := json.Marshal(m.labels)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) >= 8192 {
+			return nil, fmt.Errorf("labels take %d bytes, more than 8 KiB: %w", len(b), ErrInvalid)
+		}
+		props = append(props, zfs.Prop{Name: propLabels, Value: string(b)})
+	}
+	if m.readOnly {
+		props = append(props, zfs.Prop{Name: "readonly", Value: "on"})
+	}
+	if m.quota > 0 {
+		props = append(props, zfs.Prop{Name: "refquota", Value: fmt.Sprint(m.quota)})
+	}
+	return props, nil
+}
+
+// parseMeta reads the store's properties of a dataset; ok is false for
+// datasets the store did not make.
+func (s *Store) parseMeta(p *zfs.Props) (m *meta, ok bool) {
+	kind := p.User[propKind]
+	if kind != kindLayer && kind != kindClone {
+		return nil, false
+	}
+	m = &meta{
+		id:         strings.TrimPrefix(p.Name, s.root+"/"),
+		dataset:    p.Name,
+		kind:       kind,
+		state:      p.User[propState],
+		parent:     p.User[propParent],
+		committing: p.User[propCommitting],
+		readOnly:   p.ReadOnly,
+		quota:      p.RefQuota,
+		origin:     p.Origin,
+	}
+	m.created, _ = time.Parse(time.RFC3339Nano, p.User[propCreated])
+	if l := p.User[propLabels]; l != "" {
+		_ = json.Unmarshal([]byte(l), &m.labels)
+	}
+	return m, true
+}
+
+// visible reports whether get and list show the dataset: not while it is
+// being removed, and not while a commit that renamed it is unfinished.
+func (m *meta) visible() bool {
+	return m.state != stateRemoving && (m.committing == "" || m.committing != m.id)
+}
+
+// create makes dataset id as a filesystem or as a clone of parent's commit
+// snapshot, in one libzfs_core call.
+func (s *Store) create(ctx context.Context, op, id, parent string, m meta, quota uint64, readOnly bool) (*meta, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.checkID(id); err != nil {
+		return nil, opErr(op, id, err)
+	}
+	unlock := s.ids.lock2(id, parent)
+	defer unlock()
+
+	ds := s.dataset(id)
+	m.id, m.dataset, m.created = id, ds, time.Now()
+	m.quota, m.readOnly = quota, readOnly
+	props, err := m.props()
+	if err != nil {
+		return nil, opErr(op, ds, err)
+	}
+	if parent == "" {
+		err = zfs.CreateFilesystem(ds, props)
+	} else {
+		if err := validID(parent); err != nil {
+			return nil, opErr(op, ds, fmt.Errorf("parent: %w", err))
+		}
+		pm, err := s.get(parent)
+		if err != nil {
+			return nil, opErr(op, ds, fmt.Errorf("parent %q: %w", parent, err))
+		}
+		if pm.kind != kindLayer || pm.state != stateCommitted {
+			return nil, opErr(op, ds,
+				fmt.Errorf("parent %q is not a committed layer: %w", parent, ErrInvalid))
+		}
+		m.origin = pm.dataset + "@" + commitSnap
+		err = zfs.Clone(ds, m.origin, props)
+	}
+	if err != nil {
+		return nil, zfsErr(op, ds, err)
+	}
+	return &m, nil
+}
+
+// get reads one of the store's datasets by id: one open of one dataset,
+// whatever the store holds. Half-made and half-removed datasets are not
+// found.
+func (s *Store) get(id string) (*meta, error) {
+	if err := s.checkID(id); err != nil {
+		return nil, err
+	}
+	m, err := s.getAny(id)
+	if err != nil {
+		return nil, err
+	}
+	if !m.visible() {
+		return nil, fmt.Errorf("%q: %w", s.dataset(id), ErrNotFound)
+	}
+	return m, nil
+}
+
+// getAny is get without hiding datasets in the middle of an operation.
+func (s *Store) getAny(id string) (*meta, error) {
+	ds := s.dataset(id)
+	p, err := zfs.Get(ds)
+	if err != nil {
+		return nil, zfsErr("get", ds, err)
+	}
+	m, ok := s.parseMeta(p)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a zlayer dataset: %w", ds, ErrNotFound)
+	}
+	return m, nil
+}
+
+// Layer returns the layer with the given id.
+func (s *Store) Layer(ctx context.Context, id string) (*Layer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m, err := s.get(id)
+	if err != nil {
+		return nil, opErr("get layer", id, err)
+	}
+	if m.kind != kindLayer {
+		return nil, opErr("get layer", id, fmt.Errorf("%q is a clone: %w", m.dataset, ErrNotFound))
+	}
+	return m.layer(), nil
+}
+
+// Layers lists the store's layers in id order. It reads every dataset of
+// the store: use Layer to look one up.
+func (s *Store) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
+	return func(yield func(*Layer, error) bool) {
+		for m, err := range s.list(ctx) {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if m.kind == kindLayer && !yield(m.layer(), nil) {
+				return
+			}
+		}
+	}
+}
+
+func (s *Store) list(ctx context.Context) iter.Seq2[*meta, error] {
+	return func(yield func(*meta, error) bool) {
+		if err := ctx.Err(); err != nil {
+			yield(nil, err)
+			return
+		}
+		children, err := zfs.Children(s.root)
+		if err != nil {
+			yield(nil, zfsErr("list", s.root, err))
+			return
+		}
+		slices.SortFunc(children, func(a, b *zfs.Props) int { return strings.Compare(a.Name, b.Name) })
+		for _, p := range children {
+			m, ok := s.parseMeta(p)
+			if !ok || !m.visible() {
+				continue
+			}
+			if !yield(m, nil) {
+				return
+			}
+		}
+	}
+}
+
+// Chain walks from layer id to its base layer, id first.
+func (s *Store) Chain(ctx context.Context, id string) iter.Seq2[*Layer, error] {
+	return func(yield func(*Layer, error) bool) {
+		seen := map[string]bool{}
+		for id != "" {
+			if seen[id] {
+				yield(nil, opErr("walk chain", id, fmt.Errorf("parent loop: %w", ErrInvalid)))
+				return
+			}
+			seen[id] = true
+			l, err := s.Layer(ctx, id)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(l, nil) {
+				return
+			}
+			id = l.Parent
+		}
+	}
+}
+
+// Commit makes an active layer immutable: its content is fixed in the
+// layer's commit snapshot, which children are cloned from.
+func (s *Store) Commit(ctx context.Context, id string) (*Layer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	unlock := s.ids.lock(id)
+	defer unlock()
+	m, err := s.get(id)
+	if err != nil {
+		return nil, opErr("commit layer", id, err)
+	}
+	if m.kind != kindLayer {
+		return nil, opErr("commit layer", m.dataset,
+			fmt.Errorf("a clone is committed with CommitClone: %w", ErrInvalid))
+	}
+	if m.state == stateCommitted {
+		return nil, opErr("commit layer", m.dataset, fmt.Errorf("already committed: %w", ErrInvalid))
+	}
+	if err := s.commit(m, id); err != nil {
+		return nil, err
+	}
+	m, err = s.get(id)
+	if err != nil {
+		return nil, opErr("commit layer", id, err)
+	}
+	return m.layer(), nil
+}
+
+// commit turns dataset m into committed layer target. The steps, each of
+// which recover can finish or undo: mark the commit, make the dataset
+// read-only, take the commit snapshot, rename to target, record the state.
+func (s *Store) commit(m *meta, target string) (err error) {
+	ds := m.dataset
+	if s.mountedAnywhere(ds) && !m.readOnly {
+		return opErr("commit", ds, fmt.Errorf("mounted read-write: %w", ErrBusy))
+	}
+	if err := zfs.Set(ds, []zfs.Prop{{Name: propCommitting, Value: target}}); err != nil {
+		return zfsErr("commit", ds, err)
+	}
+	snapped := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		var undo []error
+		if snapped {
+			undo = append(undo, zfs.DestroySnapshots([]string{ds + "@" + commitSnap}, false))
+		}
+		undo = append(undo, zfs.Set(ds, []zfs.Prop{{Name: "readonly", Value: boolProp(m.readOnly)}}))
+		undo = append(undo, zfs.Inherit(ds, propCommitting))
+		if e := errors.Join(undo...); e != nil {
+			s.log.Warn("undo of failed commit failed", "dataset", ds, "err", e)
+		}
+	}()
+	step("commit-marked")
+	if err := zfs.Set(ds, []zfs.Prop{{Name: "readonly", Value: "on"}}); err != nil {
+		return zfsErr("commit", ds, err)
+	}
+	step("commit-readonly")
+	if err := zfs.Snapshot(ds+"@"+commitSnap, nil); err != nil {
+		return zfsErr("commit", ds+"@"+commitSnap, err)
+	}
+	snapped = true
+	step("commit-snapshot")
+	if target != m.id {
+		if err := zfs.Rename(ds, s.dataset(target)); err != nil {
+			return zfsErr("commit", ds, err)
+		}
+		ds = s.dataset(target)
+		step("commit-renamed")
+	}
+	return s.finishCommit(target)
+}
+
+// finishCommit records a committed layer; after it the commit is done.
+func (s *Store) finishCommit(id string) error {
+	ds := s.dataset(id)
+	err := zfs.Set(ds, []zfs.Prop{
+		{Name: propKind, Value: kindLayer},
+		{Name: propState, Value: stateCommitted},
+		{Name: "readonly", Value: "on"},
+	})
+	if err != nil {
+		return zfsErr("commit", ds, err)
+	}
+	if err := zfs.Inherit(ds, propCommitting); err != nil {
+		// The commit stands; a leftover mark is cleared on next open.
+		s.log.Warn("clearing commit mark failed", "dataset", ds, "err", err)
+	}
+	return nil
+}
+
+// SetLabels replaces the labels of a layer or clone.
+func (s *Store) SetLabels(ctx context.Context, id string, labels map[string]string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	unlock := s.ids.lock(id)
+	defer unlock()
+	m, err := s.get(id)
+	if err != nil {
+		return opErr("set labels", id, err)
+	}
+	m.labels = maps.Clone(labels)
+	if len(labels) == 0 {
+		return zfsErr("set labels", m.dataset, zfs.Inherit(m.dataset, propLabels))
+	}
+	b, err := json.Marshal(labels)
+	if err != nil {
+		return opErr("set labels", m.dataset, err)
+	}
+	if len(b) >= 8192 {
+		return opErr("set labels", m.dataset, fmt.Errorf("labels take %d bytes: %w", len(b), ErrInvalid))
+	}
+	return zfsErr("set labels", m.dataset, zfs.Set(m.dataset, []zfs.Prop{{Name: propLabels, Value: string(b)}}))
+}
+
+// Usage reads the space a layer or clone uses, from ZFS's accounting.
+func (s *Store) Usage(ctx context.Context, id string) (Usage, error) {
+	if err := ctx.Err(); err != nil {
+		return Usage{}, err
+	}
+	if err := s.checkID(id); err != nil {
+		return Usage{}, opErr("usage", id, err)
+	}
+	p, err := zfs.Get(s.dataset(id))
+	if err != nil {
+		return Usage{}, zfsErr("usage", s.dataset(id), err)
+	}
+	if m, ok := s.parseMeta(p); !ok || !m.visible() {
+		return Usage{}, opErr("usage", s.dataset(id), ErrNotFound)
+	}
+	return Usage{Used: p.Used, Referenced: p.Referenced, Written: p.Written}, nil
+}
+
+func boolProp(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}

@@ -1,0 +1,261 @@
+package zlayer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/zlayer/zlayer/internal/zfs"
+)
+
+// Store keeps layers and clones as datasets below one root dataset of a
+// pool. It is safe for use by many goroutines: operations on different ids
+// run in parallel, operations on one id are serialised.
+//
+// The pool alone is the source of truth. Every dataset the store makes is
+// marked with its own user properties; datasets without them are never
+// listed, changed or removed.
+type Store struct {
+	pool string
+	root string
+	log  *slog.Logger
+
+	ids idLocks
+
+	mu     sync.Mutex
+	mounts map[string]*mountRef // by mount target
+}
+
+// StoreOptions configures OpenStore. The zero value is usable.
+type StoreOptions struct {
+	// Root is the dataset below which the store keeps its datasets;
+	// empty means POOL/zlayer. It is created when missing.
+	Root string
+	// Logger receives the few messages the store logs (cleanups after
+	// crashes, best-effort undo that failed); nil means none.
+	Logger *slog.Logger
+}
+
+// OpenStore opens the store rooted at opts.Root in pool, creating the root
+// dataset when it does not exist. It finishes or undoes any operation that
+// a crash interrupted, so what was committed is kept and nothing half-made
+// stays visible.
+func OpenStore(ctx context.Context, pool *Pool, opts *StoreOptions) (*Store, error) {
+	var o StoreOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Root == "" {
+		o.Root = pool.Name() + "/zlayer"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !strings.HasPrefix(o.Root, pool.Name()+"/") {
+		return nil, opErr("open store", o.Root,
+			fmt.Errorf("root is not in pool %q: %w", pool.Name(), ErrInvalid))
+	}
+	for _, c := range strings.Split(strings.TrimPrefix(o.Root, pool.Name()+"/"), "/") {
+		if err := validID(c); err != nil {
+			return nil, opErr("open store", o.Root, err)
+		}
+	}
+	s := &Store{pool: pool.Name(), root: o.Root, log: o.Logger, mounts: map[string]*mountRef{}}
+	if err := s.ensureRoot(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.recover(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Root returns the dataset below which the store keeps its datasets.
+func (s *Store) Root() string { return s.root }
+
+func (s *Store) ensureRoot(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := zfs.Get(s.root)
+	if isKind(err, zfs.KindNotFound) {
+		// Children inherit these: legacy mounts under the caller's
+		// control, xattrs in the dnode (fast security.capability),
+		// no atime writes on reads.
+		props := []zfs.Prop{
+			{Name: "mountpoint", Value: "legacy"},
+			{Name: "canmount", Value: "off"},
+			{Name: "xattr", Value: "sa"},
+			{Name: "atime", Value: "off"},
+			{Name: "dnodesize", Value: "auto"},
+			{Name: propStore, Value: "1"},
+		}
+		// Parents of a nested root are plain filesystems.
+		parts := strings.Split(s.root, "/")
+		for i := 2; i < len(parts); i++ {
+			parent := strings.Join(parts[:i], "/")
+			if !zfs.Exists(parent) {
+				err := zfs.CreateFilesystem(parent, []zfs.Prop{{Name: "canmount", Value: "off"}})
+				if err != nil && !isKind(err, zfs.KindExist) {
+					return zfsErr("open store", parent, err)
+				}
+			}
+		}
+		err = zfs.CreateFilesystem(s.root, props)
+		if err != nil && !isKind(err, zfs.KindExist) {
+			return zfsErr("open store", s.root, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return zfsErr("open store", s.root, err)
+	}
+	if p.User[propStore] != "1" {
+		return opErr("open store", s.root,
+			fmt.Errorf("dataset exists and is not a zlayer store: %w", ErrExist))
+	}
+	return nil
+}
+
+// dataset returns the dataset name of id.
+func (s *Store) dataset(id string) string { return s.root + "/" + id }
+
+// checkID validates id and that its longest derived name fits ZFS's limit.
+func (s *Store) checkID(id string) error {
+	if err := validID(id); err != nil {
+		return err
+	}
+	if n := len(s.dataset(id)) + 1 + len(applySnap); n >= maxNameLen {
+		return fmt.Errorf("id %q is %d bytes too long for ZFS names: %w",
+			id, n-maxNameLen+1, ErrInvalid)
+	}
+	return nil
+}
+
+// idLocks serialises operations on one id while others run freely.
+type idLocks struct {
+	mu sync.Mutex
+	m  map[string]*idLock
+}
+
+type idLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (l *idLocks) lock(id string) func() {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*idLock{}
+	}
+	e := l.m[id]
+	if e == nil {
+		e = &idLock{}
+		l.m[id] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// lock2 takes two id locks in a fixed order, so that two calls locking the
+// same pair cannot deadlock.
+func (l *idLocks) lock2(a, b string) func() {
+	if a == b {
+		return l.lock(a)
+	}
+	if b < a {
+		a, b = b, a
+	}
+	ua := l.lock(a)
+	ub := l.lock(b)
+	return func() { ub(); ua() }
+}
+
+// crashHook, when set by a test, is called between the steps of operations
+// that take several; the test makes it kill the process to prove that
+// reopening the store recovers.
+var crashHook func(step string)
+
+func step(name string) {
+	if crashHook != nil {
+		crashHook(name)
+	}
+}
+
+// recover finishes or undoes what a crash interrupted: commits that did not
+// finish, removals that did not finish, and failed applies.
+func (s *Store) recover(ctx context.Context) error {
+	children, err := zfs.Children(s.root)
+	if err != nil {
+		return zfsErr("open store", s.root, err)
+	}
+	var errs []error
+	for _, p := range children {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if p.User[propKind] == "" {
+			continue
+		}
+		id := strings.TrimPrefix(p.Name, s.root+"/")
+		switch {
+		case p.User[propState] == stateRemoving:
+			s.log.Info("finishing interrupted removal", "dataset", p.Name)
+			errs = append(errs, s.destroy(ctx, id))
+		case p.User[propCommitting] != "":
+			errs = append(errs, s.recoverCommit(id, p))
+		default:
+			errs = append(errs, s.recoverApply(id))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// recoverApply drops the snapshot of an apply that never finished, rolling
+// the layer back to it first.
+func (s *Store) recoverApply(id string) error {
+	ds := s.dataset(id)
+	snap := ds + "@" + applySnap
+	if !zfs.Exists(snap) {
+		return nil
+	}
+	s.log.Info("rolling back interrupted apply", "dataset", ds)
+	if err := zfs.Rollback(ds, snap); err != nil {
+		return zfsErr("recover apply", ds, err)
+	}
+	return zfsErr("recover apply", snap, zfs.DestroySnapshots([]string{snap}, false))
+}
+
+// recoverCommit finishes a commit whose snapshot and rename were done, and
+// undoes one that did not get that far.
+func (s *Store) recoverCommit(id string, p *zfs.Props) error {
+	target := p.User[propCommitting]
+	snap := p.Name + "@" + commitSnap
+	if target == id && zfs.Exists(snap) {
+		s.log.Info("finishing interrupted commit", "dataset", p.Name)
+		return s.finishCommit(id)
+	}
+	s.log.Info("undoing interrupted commit", "dataset", p.Name, "target", target)
+	if zfs.Exists(snap) {
+		if err := zfs.DestroySnapshots([]string{snap}, false); err != nil {
+			return zfsErr("recover commit", snap, err)
+		}
+	}
+	if err := zfs.Set(p.Name, []zfs.Prop{{Name: "readonly", Value: "off"}}); err != nil {
+		return zfsErr("recover commit", p.Name, err)
+	}
+	return zfsErr("recover commit", p.Name, zfs.Inherit(p.Name, propCommitting))
+}
