@@ -18,14 +18,22 @@ type Prop struct {
 	Name, Value string
 }
 
-func propList(op, name string, props []Prop) (*C.nvlist_t, error) {
+// propList builds a property list. Typed lists go to libzfs_core, which
+// takes values as the kernel stores them; libzfs takes strings and checks
+// them itself.
+func propList(op, name string, props []Prop, typed bool) (*C.nvlist_t, error) {
 	var nvl *C.nvlist_t
 	if rc := C.nvlist_alloc(&nvl, C.NV_UNIQUE_NAME, 0); rc != 0 {
 		return nil, errnoErr(op, name, rc)
 	}
 	for _, p := range props {
 		cn, cv := C.CString(p.Name), C.CString(p.Value)
-		rc := C.zl_nvl_add_prop(nvl, cn, cv)
+		var rc C.int
+		if typed {
+			rc = C.zl_nvl_add_prop(nvl, cn, cv)
+		} else {
+			rc = C.nvlist_add_string(nvl, cn, cv)
+		}
 		C.free(unsafe.Pointer(cn))
 		C.free(unsafe.Pointer(cv))
 		if rc != 0 {
@@ -43,7 +51,7 @@ func CreateFilesystem(name string, props []Prop) error {
 	if err := Available(); err != nil {
 		return err
 	}
-	nvl, err := propList("lzc_create", name, props)
+	nvl, err := propList("lzc_create", name, props, true)
 	if err != nil {
 		return err
 	}
@@ -59,7 +67,7 @@ func Clone(name, origin string, props []Prop) error {
 	if err := Available(); err != nil {
 		return err
 	}
-	nvl, err := propList("lzc_clone", name, props)
+	nvl, err := propList("lzc_clone", name, props, true)
 	if err != nil {
 		return err
 	}
@@ -78,7 +86,7 @@ func Snapshot(snap string, props []Prop) error {
 	var nvl *C.nvlist_t
 	if len(props) > 0 {
 		var err error
-		if nvl, err = propList("lzc_snapshot", snap, props); err != nil {
+		if nvl, err = propList("lzc_snapshot", snap, props, true); err != nil {
 			return err
 		}
 		defer C.nvlist_free(nvl)
@@ -199,4 +207,15 @@ func Holds(snap string) ([]string, error) {
 		tags = append(tags, C.GoString(C.nvpair_name(p)))
 	}
 	return tags, nil
+}
+
+// Sync waits until everything written to pool is on disk, so that space
+// accounting (written, used) reflects it.
+func Sync(pool string) error {
+	if err := Available(); err != nil {
+		return err
+	}
+	cp := C.CString(pool)
+	defer C.free(unsafe.Pointer(cp))
+	return errnoErr("lzc_sync", pool, C.zl_sync(cp))
 }

@@ -117,7 +117,7 @@ func Set(name string, props []Prop) error {
 		return err
 	}
 	defer C.zfs_close(zhp)
-	nvl, err := propList("zfs_prop_set_list", name, props)
+	nvl, err := propList("zfs_prop_set_list", name, props, false)
 	if err != nil {
 		return err
 	}

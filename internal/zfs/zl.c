@@ -197,3 +197,15 @@ zl_holds(const char *snap, nvlist_t **holds)
 {
 	return (lzc_get_holds(snap, holds));
 }
+
+int
+zl_sync(const char *pool)
+{
+	nvlist_t *in = fnvlist_alloc();
+	int err;
+
+	fnvlist_add_boolean_value(in, "force", B_FALSE);
+	err = lzc_sync(pool, in, NULL);
+	fnvlist_free(in);
+	return (err);
+}

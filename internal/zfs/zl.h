@@ -37,4 +37,6 @@ int zl_hold_one(const char *snap, const char *tag);
 int zl_release_one(const char *snap, const char *tag);
 int zl_holds(const char *snap, nvlist_t **holds);
 
+int zl_sync(const char *pool);
+
 #endif
