@@ -52,7 +52,7 @@ func OpenStore(ctx context.Context, pool *Pool, opts *StoreOptions) (*Store, err
 		o.Root = pool.Name() + "/zlayer"
 	}
 	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+		o.Logger = discardLogger()
 	}
 	if !strings.HasPrefix(o.Root, pool.Name()+"/") {
 		return nil, opErr("open store", o.Root,
@@ -259,3 +259,5 @@ func (s *Store) recoverCommit(id string, p *zfs.Props) error {
 	}
 	return zfsErr("recover commit", p.Name, zfs.Inherit(p.Name, propCommitting))
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
