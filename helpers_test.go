@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/zlayer/zlayer/internal/testzfs"
@@ -90,4 +92,17 @@ func usage(t testing.TB, s *Store, id string) Usage {
 		t.Fatal(err)
 	}
 	return u
+}
+
+func splitLines(s string) []string { return strings.Split(strings.TrimSpace(s), "\n") }
+
+func containsLine(out, line string) bool { return slices.Contains(splitLines(out), line) }
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }

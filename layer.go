@@ -167,7 +167,7 @@ func (s *Store) create(ctx context.Context, op, id, parent string, m meta, quota
 	if parent == "" {
 		err = zfs.CreateFilesystem(ds, props)
 	} else {
-		if err := validID(parent); err != nil {
+		if err := validName(parent); err != nil {
 			return nil, opErr(op, ds, fmt.Errorf("parent: %w", err))
 		}
 		pm, err := s.get(parent)

@@ -38,9 +38,9 @@ const (
 // the terminating NUL.
 const maxNameLen = 256
 
-// validID reports whether id can name a layer, clone or snapshot: ZFS's own
+// validName reports whether id can name a layer, clone or snapshot: ZFS's own
 // character set for a name component, and no path-like forms.
-func validID(id string) error {
+func validName(id string) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("empty id: %w", ErrInvalid)
@@ -63,7 +63,7 @@ func validID(id string) error {
 // validSnapName checks a caller's snapshot name; names starting "zlayer"
 // are the store's own.
 func validSnapName(name string) error {
-	if err := validID(name); err != nil {
+	if err := validName(name); err != nil {
 		return err
 	}
 	if strings.HasPrefix(name, "zlayer") {

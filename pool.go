@@ -193,7 +193,7 @@ func validPoolName(name string) error {
 	if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
 		return fmt.Errorf("pool name must start with a letter: %w", ErrInvalid)
 	}
-	if err := validID(name); err != nil {
+	if err := validName(name); err != nil {
 		return err
 	}
 	if len(name) >= maxNameLen {

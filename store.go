@@ -59,7 +59,7 @@ func OpenStore(ctx context.Context, pool *Pool, opts *StoreOptions) (*Store, err
 			fmt.Errorf("root is not in pool %q: %w", pool.Name(), ErrInvalid))
 	}
 	for _, c := range strings.Split(strings.TrimPrefix(o.Root, pool.Name()+"/"), "/") {
-		if err := validID(c); err != nil {
+		if err := validName(c); err != nil {
 			return nil, opErr("open store", o.Root, err)
 		}
 	}
@@ -125,7 +125,7 @@ func (s *Store) dataset(id string) string { return s.root + "/" + id }
 
 // checkID validates id and that its longest derived name fits ZFS's limit.
 func (s *Store) checkID(id string) error {
-	if err := validID(id); err != nil {
+	if err := validName(id); err != nil {
 		return err
 	}
 	if n := len(s.dataset(id)) + 1 + len(applySnap); n >= maxNameLen {
