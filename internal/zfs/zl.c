@@ -1,6 +1,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <libzfs.h>
 #include <libzfs_core.h>
 #include <sys/fs/zfs.h>
@@ -207,5 +209,34 @@ zl_sync(const char *pool)
 	fnvlist_add_boolean_value(in, "force", B_FALSE);
 	err = lzc_sync(pool, in, NULL);
 	fnvlist_free(in);
+	return (err);
+}
+
+/*
+ * zfs_show_diffs closes the descriptor it writes to when its writer thread
+ * ran, and leaves it open when it failed before that. It is given a
+ * duplicate; afterwards the duplicate is closed unless libzfs did, which
+ * fstat tells apart even if the number was reused meanwhile: the caller
+ * still holds the original, so no other file can have that pipe's inode.
+ */
+int
+zl_show_diffs(libzfs_handle_t *h, const char *fs, int outfd,
+    const char *from, const char *to, int flags)
+{
+	struct stat want, got;
+	zfs_handle_t *zhp;
+	int fd, err;
+
+	if ((zhp = zfs_open(h, fs, ZFS_TYPE_FILESYSTEM)) == NULL)
+		return (-1);
+	if (fstat(outfd, &want) != 0 || (fd = dup(outfd)) < 0) {
+		zfs_close(zhp);
+		return (-1);
+	}
+	err = zfs_show_diffs(zhp, fd, from, to, flags);
+	if (fstat(fd, &got) == 0 && got.st_ino == want.st_ino &&
+	    got.st_dev == want.st_dev)
+		(void) close(fd);
+	zfs_close(zhp);
 	return (err);
 }

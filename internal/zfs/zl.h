@@ -38,5 +38,7 @@ int zl_release_one(const char *snap, const char *tag);
 int zl_holds(const char *snap, nvlist_t **holds);
 
 int zl_sync(const char *pool);
+int zl_show_diffs(libzfs_handle_t *h, const char *fs, int outfd,
+    const char *from, const char *to, int flags);
 
 #endif
