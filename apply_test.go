@@ -541,3 +541,56 @@ func globalHeader() tar.Header {
 		PAXRecords: map[string]string{"comment": "made by a test"},
 	}
 }
+
+// TestApplyDirStack applies three layers in order onto one directory, as a
+// ZFS clone chain holds them, and checks the final view.
+func TestApplyDirStack(t *testing.T) {
+	needApplyPrivileges(t)
+	layers := []tt.Layer{{
+		tt.Dir("etc"), tt.File("etc/passwd", "root"), tt.File("etc/hosts", "localhost"),
+		tt.Dir("usr"), tt.Dir("usr/bin"), tt.File("usr/bin/app", "app v1", tt.Mode(0o755)),
+		tt.Dir("usr/lib"), tt.File("usr/lib/libx.so", "x"), tt.Symlink("usr/lib/liby.so", "libx.so"),
+		tt.Dir("var"), tt.Dir("var/cache"), tt.File("var/cache/a", "a"),
+		tt.Dir("var/cache/b"), tt.File("var/cache/b/c", "c"),
+		tt.Dir("opt"), tt.File("opt/tool", "tool"),
+		tt.Dir("data"), tt.Dir("data/sub"), tt.File("data/sub/x", "x"),
+		tt.Dir("home"),
+	}, {
+		tt.File("etc/hosts", "localhost zlayer"),
+		tt.Link("usr/bin/app-hard", "usr/bin/app"),
+		tt.Dir("home/user", tt.Owner(1000, 1000), tt.Mode(0o700)),
+		tt.File("home/user/.profile", "PATH=/bin", tt.Owner(1000, 1000)),
+	}, {
+		tt.Whiteout("etc", "passwd"),
+		tt.Whiteout("usr", "lib"),
+		tt.File("usr/bin/app", "app v2", tt.Mode(0o755)),
+		tt.File("var/cache/new", "new"),
+		tt.Opaque("var/cache"),
+		tt.Dir("var/cache/b"),
+		tt.Dir("opt/tool", tt.Mode(0o750)), tt.File("opt/tool/bin", "bin"),
+		tt.File("data", "now a file"),
+		tt.Whiteout("home/user", ".profile"),
+	}}
+	b := newBed(t)
+	for i, l := range layers {
+		if _, err := b.apply(l.Tar(), nil); err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+	}
+	want := fstree.New(
+		made("etc"), file("etc/hosts", "localhost zlayer", 0o644),
+		made("usr"), made("usr/bin"),
+		file("usr/bin/app", "app v2", 0o755),
+		file("usr/bin/app-hard", "app v1", 0o755),
+		dir("var", 0o755), made("var/cache"), file("var/cache/new", "new", 0o644),
+		dir("var/cache/b", 0o755),
+		made("opt"), dir("opt/tool", 0o750), file("opt/tool/bin", "bin", 0o644),
+		file("data", "now a file", 0o644),
+		made("home"),
+	)
+	want["home/user"] = dir("home/user", 0o700, fstree.Owner(1000, 1000), fstree.AnyMtime())
+	if d := fstree.Diff(want, b.tree().Without(".")); d != "" {
+		t.Errorf("final view (-want +got):\n%s", d)
+	}
+	b.checkOutside()
+}

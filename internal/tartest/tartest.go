@@ -31,7 +31,7 @@ type Entry struct {
 	sparse   []Fragment // data of a sparse file, Header.Size its logical size
 	lie      bool       // the header claims declared bytes, not the true size
 	declared int64
-	raw      []byte     // bytes put in the stream as they are
+	raw      []byte // bytes put in the stream as they are
 }
 
 // Opt adjusts an entry.
