@@ -170,3 +170,23 @@ func mountErr(err error) error {
 	}
 	return err
 }
+
+// mountPrivate mounts a dataset for the store's own short work (apply,
+// diff), outside the refcounted mounts callers see.
+func (s *Store) mountPrivate(ds, dir string, readOnly bool) error {
+	var flags uintptr
+	if readOnly {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount(ds, dir, "zfs", flags, ""); err != nil {
+		return opErr("mount", dir, fmt.Errorf("mount %q: %w", ds, mountErr(err)))
+	}
+	return nil
+}
+
+func (s *Store) unmountPrivate(dir string) error {
+	if err := unix.Unmount(dir, 0); err != nil {
+		return opErr("unmount", dir, mountErr(err))
+	}
+	return nil
+}

@@ -201,3 +201,12 @@ func validPoolName(name string) error {
 	}
 	return nil
 }
+
+// Sync waits until everything written to the pool is on disk. Space
+// figures (Usage, Status) reflect writes only after that.
+func (p *Pool) Sync(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return zfsErr("sync pool", p.name, zfs.Sync(p.name))
+}
