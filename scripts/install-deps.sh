@@ -29,26 +29,42 @@ fi
 pkgs=(
 	build-essential pkg-config libzfslinux-dev
 	linux-image-amd64 linux-headers-amd64 zfs-dkms zfsutils-linux
-	qemu-system-x86 busybox-static cpio kmod zstd
+	qemu-system-x86 busybox-static cpio kmod zstd xz-utils util-linux
 	umoci skopeo debootstrap containerd runc tar gzip
 )
-missing=()
-for p in "${pkgs[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-		missing+=("$p")
-	fi
-done
-if ((${#missing[@]})); then
+installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+missing() {
+	local p
+	for p in "${pkgs[@]}"; do
+		installed "$p" || echo "$p"
+	done
+}
+
+# The zfs-dkms build for the running kernel fails when that kernel has no
+# headers (containers, custom kernels); the Debian kernel's build is what
+# the guest uses, so that failure is tolerated and checked below.
+install_missing() {
+	local want
+	mapfile -t want < <(missing)
+	((${#want[@]})) || return 0
+	echo "install-deps: installing ${want[*]}" >&2
+	apt-get install -y -q --no-install-recommends "${want[@]}" || true
+	dpkg --configure -a || true
+}
+
+if [[ -n $(missing) ]]; then
 	if [[ ! -f /var/lib/zlayer-apt-updated ]]; then
 		apt-get update -q
 		touch /var/lib/zlayer-apt-updated
 	fi
-	# The zfs-dkms build for the running kernel fails when that kernel has no
-	# headers (containers, custom kernels); the Debian kernel's build is what
-	# the guest uses, so that failure is tolerated and checked below.
-	echo "install-deps: installing ${missing[*]}" >&2
-	apt-get install -y -q --no-install-recommends "${missing[@]}" || true
-	dpkg --configure -a || true
+	install_missing
+	# Package lists from an earlier run may have gone stale since.
+	if [[ -n $(missing) ]]; then
+		apt-get update -q
+		install_missing
+	fi
 fi
 
 # Every kernel image installed must have its ZFS module built.
@@ -66,9 +82,8 @@ if ((found == 0)); then
 	echo "install-deps: no Debian kernel with headers under /boot" >&2
 	exit 1
 fi
-for p in "${pkgs[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-		echo "install-deps: package $p did not install" >&2
-		exit 1
-	fi
-done
+not_there=$(missing | tr '\n' ' ')
+if [[ -n $not_there ]]; then
+	echo "install-deps: packages did not install: $not_there" >&2
+	exit 1
+fi
