@@ -77,7 +77,8 @@ func (s *Store) Apply(ctx context.Context, id string, r io.Reader, opts *ApplyOp
 		err = errors.Join(err, uerr)
 	}
 	if err != nil {
-		return res, err
+		// ApplyDir names the entry; the dataset says which layer.
+		return res, opErr("apply to", m.dataset, err)
 	}
 	return res, nil
 }
