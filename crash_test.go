@@ -189,3 +189,21 @@ func assertNoLeftovers(t *testing.T, s *Store) {
 		t.Errorf("leftover apply snapshot:\n%s", out)
 	}
 }
+
+// TestRecoverBareClone: a clone of a commit snapshot without the store's
+// properties is what a machine crash inside lzc_clone leaves; reopening
+// the store destroys it, and leaves a plain foreign filesystem alone.
+func TestRecoverBareClone(t *testing.T) {
+	ctx := context.Background()
+	s, p := newStore(t)
+	mustLayer(t, s, "base", "", nil)
+	testzfs.ZFS(t, "clone", s.Root()+"/base@zlayer", s.Root()+"/halfmade")
+	testzfs.ZFS(t, "create", s.Root()+"/foreign")
+	if _, err := OpenStore(ctx, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := testzfs.ZFS(t, "list", "-H", "-o", "name", "-r", s.Root())
+	if containsLine(out, s.Root()+"/halfmade") || !containsLine(out, s.Root()+"/foreign") {
+		t.Errorf("after reopening:\n%s", out)
+	}
+}

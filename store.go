@@ -42,7 +42,9 @@ type StoreOptions struct {
 // OpenStore opens the store rooted at opts.Root in pool, creating the root
 // dataset when it does not exist. It finishes or undoes any operation that
 // a crash interrupted, so what was committed is kept and nothing half-made
-// stays visible.
+// stays visible. That recovery cannot tell a crashed operation from one in
+// flight in another process: one process at a time should own a store's
+// root, and it should open the store before it starts work.
 func OpenStore(ctx context.Context, pool *Pool, opts *StoreOptions) (*Store, error) {
 	var o StoreOptions
 	if opts != nil {
@@ -208,6 +210,7 @@ func (s *Store) recover(ctx context.Context) error {
 			return err
 		}
 		if p.User[propKind] == "" {
+			errs = append(errs, s.recoverBare(p))
 			continue
 		}
 		id := strings.TrimPrefix(p.Name, s.root+"/")
@@ -222,6 +225,24 @@ func (s *Store) recover(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// recoverBare destroys a clone of one of the store's commit snapshots that
+// has none of the store's properties. libzfs_core creates a clone and then
+// sets its properties in a second transaction, so a machine crash between
+// the two leaves such a clone; nobody else makes clones in the store's
+// root. Filesystems that are not clones may be anyone's and are left.
+func (s *Store) recoverBare(p *zfs.Props) error {
+	origin, snap, ok := strings.Cut(p.Origin, "@")
+	if !ok || snap != commitSnap || !strings.HasPrefix(origin, s.root+"/") {
+		return nil
+	}
+	snaps, err := zfs.Snapshots(p.Name)
+	if err != nil || len(snaps) > 0 {
+		return zfsErr("recover", p.Name, err)
+	}
+	s.log.Info("destroying half-made clone", "dataset", p.Name)
+	return zfsErr("recover", p.Name, zfs.Destroy(p.Name))
 }
 
 // recoverApply drops the snapshot of an apply that never finished, rolling
