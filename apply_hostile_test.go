@@ -3,6 +3,7 @@ package zlayer
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/zlayer/zlayer/internal/fstree"
 	tt "github.com/zlayer/zlayer/internal/tartest"
@@ -192,4 +193,28 @@ func TestApplyDirHostile(t *testing.T) {
 
 func layer(entries ...tt.Entry) func(string) tt.Layer {
 	return func(string) tt.Layer { return entries }
+}
+
+// TestApplyDirParentIsSpecial pins that a parent path naming a FIFO or a
+// device is refused without opening it: opening a FIFO blocks, and
+// opening a device can act on hardware.
+func TestApplyDirParentIsSpecial(t *testing.T) {
+	needApplyPrivileges(t)
+	forEachResolver(t, func(t *testing.T) {
+		for _, l := range []tt.Layer{
+			{tt.Fifo("p"), tt.File("p/x", "x")},
+			{tt.Fifo("p"), tt.Symlink("s", "p"), tt.File("s/x", "x")},
+			{tt.Char("c", 1, 3), tt.File("c/x", "x")},
+		} {
+			b := newBed(t)
+			done := make(chan error, 1)
+			go func() { _, err := b.apply(l.Tar(), nil); done <- err }()
+			select {
+			case err := <-done:
+				checkErr(t, err, ErrInvalid, "not a directory")
+			case <-time.After(10 * time.Second):
+				t.Fatal("ApplyDir blocked on a special file")
+			}
+		}
+	})
 }

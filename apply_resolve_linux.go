@@ -58,9 +58,10 @@ func (t *dirTree) resolve(name string) (dirHandle, error) {
 
 // resolveRoot is resolve through os.Root, whose rules for symbolic links
 // are those of RESOLVE_BENEATH. Its refusals of a path that escapes carry
-// no errno; they become EXDEV, as openat2 reports them.
+// no errno; they become EXDEV, as openat2 reports them. O_DIRECTORY keeps
+// it from opening a FIFO (which would block) or a device.
 func (t *dirTree) resolveRoot(name string) (dirHandle, error) {
-	f, err := t.fallback.Open(name)
+	f, err := t.fallback.OpenFile(name, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		var errno unix.Errno
 		if errors.As(err, &errno) {

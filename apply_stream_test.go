@@ -7,6 +7,8 @@ import (
 	"crypto/sha512"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -270,6 +272,45 @@ func TestApplyDirSparse(t *testing.T) {
 			}
 			if used := got["s"].Blocks * 512; used > 1<<20 {
 				t.Errorf("%d bytes allocated for a file of %d bytes with 18 KiB of data", used, size)
+			}
+		})
+	}
+}
+
+// TestApplyDirGNUSparse applies sparse files as GNU tar writes them, in
+// each of its sparse formats (see testdata/apply/README.md).
+func TestApplyDirGNUSparse(t *testing.T) {
+	needApplyPrivileges(t)
+	const size = 3 << 20
+	sparse := make([]byte, size)
+	copy(sparse, "head")
+	copy(sparse[1500000:], "middle")
+	holeEnd := make([]byte, size)
+	copy(holeEnd, "data")
+	want := fstree.New(file("sparse", string(sparse), 0o644), file("holeend", string(holeEnd), 0o644))
+
+	files, err := filepath.Glob("testdata/apply/gnu-sparse-*.tar")
+	if err != nil || len(files) != 4 {
+		t.Fatalf("test data: %v, %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			blob, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := newBed(t)
+			if _, err := b.apply(blob, nil); err != nil {
+				t.Fatal(err)
+			}
+			got := b.tree()
+			if d := fstree.Diff(want, got.Without("."), fstree.IgnoreMtime("./...")); d != "" {
+				t.Fatalf("tree (-want +got):\n%s", d)
+			}
+			for _, name := range []string{"sparse", "holeend"} {
+				if used := got[name].Blocks * 512; used > 64<<10 {
+					t.Errorf("%s: %d bytes allocated for a few bytes of data", name, used)
+				}
 			}
 		})
 	}

@@ -1,0 +1,300 @@
+package zlayer
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// benchShape sizes the generated layer: many small files in nested
+// directories and a few large ones. ZLAYER_BENCH_LARGE=1 asks for the
+// layer of about 1 GiB; the default is small enough for a quick run.
+type benchShape struct {
+	small      int   // files of 512 B to 16 KiB
+	large      int   // files of largeSize
+	largeSize  int64 // bytes
+	filesInDir int
+}
+
+func benchLayerShape() benchShape {
+	if os.Getenv("ZLAYER_BENCH_LARGE") == "1" {
+		return benchShape{small: 100000, large: 4, largeSize: 64 << 20, filesInDir: 100}
+	}
+	return benchShape{small: 10000, large: 2, largeSize: 32 << 20, filesInDir: 100}
+}
+
+// benchText is what file content is cut from: random words, so that gzip
+// finds about what it finds in real layers.
+func benchText(r *rand.Rand) []byte {
+	words := strings.Fields("the of and to in is for on that with as by this it be " +
+		"usr lib bin etc share locale python3 site-packages __init__ import def return " +
+		"self none true false class if else elif while for try except raise 0x7f 1024")
+	var b strings.Builder
+	for b.Len() < 4<<20 {
+		b.WriteString(words[r.IntN(len(words))])
+		if r.IntN(8) == 0 {
+			b.WriteString(strconv.Itoa(r.IntN(100000)))
+		}
+		b.WriteByte(" \n"[r.IntN(2)])
+	}
+	return []byte(b.String())
+}
+
+// writeBenchLayer writes the layer as a plain tar at p and returns its
+// size.
+func writeBenchLayer(p string, s benchShape) (int64, error) {
+	r := rand.New(rand.NewPCG(1, 2))
+	text := benchText(r)
+	f, err := os.Create(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	tw := tar.NewWriter(bw)
+	mtime := time.Unix(1700000000, 0)
+	dirs := map[string]bool{}
+	mkdir := func(d string) error {
+		if dirs[d] {
+			return nil
+		}
+		dirs[d] = true
+		return tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755,
+			ModTime: mtime, Uid: 0, Gid: 0})
+	}
+	file := func(name string, size int64, mode int64) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: mode,
+			Size: size, ModTime: mtime, Uid: 1000, Gid: 1000}); err != nil {
+			return err
+		}
+		for size > 0 {
+			off := r.IntN(len(text) / 2)
+			n := min(size, int64(len(text)-off))
+			if _, err := tw.Write(text[off : off+int(n)]); err != nil {
+				return err
+			}
+			size -= n
+		}
+		return nil
+	}
+	for i := range s.small {
+		d := fmt.Sprintf("usr/d%03d/s%02d", i/(s.filesInDir*10), i/s.filesInDir%10)
+		for _, p := range []string{"usr", filepath.Dir(d), d} {
+			if err := mkdir(p); err != nil {
+				return 0, err
+			}
+		}
+		if err := file(fmt.Sprintf("%s/f%06d", d, i), 512+r.Int64N(16<<10), 0o644); err != nil {
+			return 0, err
+		}
+	}
+	if err := mkdir("opt"); err != nil {
+		return 0, err
+	}
+	for i := range s.large {
+		if err := file(fmt.Sprintf("opt/large%d", i), s.largeSize, 0o755); err != nil {
+			return 0, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return 0, err
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func gzipFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	zw := gzip.NewWriter(out)
+	if _, err := bufio.NewReaderSize(in, 1<<20).WriteTo(zw); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+// heapSampler records the largest heap in use while it runs.
+type heapSampler struct {
+	max  atomic.Uint64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startHeapSampler() *heapSampler {
+	h := &heapSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	go func() {
+		defer close(h.done)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > h.max.Load() {
+				h.max.Store(v)
+			}
+			select {
+			case <-h.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapSampler) finish() uint64 {
+	close(h.stop)
+	<-h.done
+	return h.max.Load()
+}
+
+// peakRSS reads the process's resident high-water mark, which
+// resetPeakRSS sets back to the current size.
+func peakRSS() uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func resetPeakRSS() {
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// BenchmarkApplyDir extracts one generated layer with ApplyDir and with
+// GNU tar, alternately, on the same file system, and reports both times,
+// their ratio and the peak memory of each. ns/op counts both tools.
+// ZLAYER_BENCH_DIR picks the file system (default: the test's temporary
+// directory); ZLAYER_BENCH_LARGE=1 makes the layer about 1 GiB.
+func BenchmarkApplyDir(b *testing.B) {
+	needApplyPrivileges(b)
+	gnuTar, err := exec.LookPath("tar")
+	if err != nil {
+		b.Skip("GNU tar is not installed")
+	}
+	base := b.TempDir()
+	if d := os.Getenv("ZLAYER_BENCH_DIR"); d != "" {
+		if base, err = os.MkdirTemp(d, "zlayer-bench-"); err != nil {
+			b.Fatal(err)
+		}
+		defer os.RemoveAll(base)
+	}
+	plain := filepath.Join(base, "layer.tar")
+	size, err := writeBenchLayer(plain, benchLayerShape())
+	if err != nil {
+		b.Fatal(err)
+	}
+	gz := plain + ".gz"
+	if err := gzipFile(plain, gz); err != nil {
+		b.Fatal(err)
+	}
+
+	for _, c := range []struct{ name, blob, tarFlag string }{
+		{"tar", plain, "-xf"},
+		{"gzip", gz, "-xzf"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(size)
+			var zl, gt time.Duration
+			var zlRSS, zlHeap, gtRSS uint64
+			n := 0
+			for b.Loop() {
+				dest := filepath.Join(base, "dest")
+				b.StopTimer()
+				if err := os.Mkdir(dest, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				f, err := os.Open(c.blob)
+				if err != nil {
+					b.Fatal(err)
+				}
+				resetPeakRSS()
+				heap := startHeapSampler()
+				b.StartTimer()
+
+				start := time.Now()
+				_, err = ApplyDir(context.Background(), dest, f, nil)
+				zl += time.Since(start)
+
+				b.StopTimer()
+				zlHeap = max(zlHeap, heap.finish())
+				zlRSS = max(zlRSS, peakRSS())
+				f.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				clearDir(b, dest)
+				if err := os.Mkdir(dest, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				cmd := exec.Command(gnuTar, c.tarFlag, c.blob, "-C", dest)
+				b.StartTimer()
+
+				start = time.Now()
+				out, err := cmd.CombinedOutput()
+				gt += time.Since(start)
+
+				b.StopTimer()
+				if err != nil {
+					b.Fatalf("tar: %v: %s", err, out)
+				}
+				if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+					gtRSS = max(gtRSS, uint64(ru.Maxrss)<<10)
+				}
+				clearDir(b, dest)
+				n++
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(zl.Milliseconds())/float64(n), "zlayer-ms/op")
+			b.ReportMetric(float64(gt.Milliseconds())/float64(n), "gnutar-ms/op")
+			b.ReportMetric(float64(zl)/float64(gt), "zlayer/gnutar")
+			b.ReportMetric(float64(zlRSS)/(1<<20), "zlayer-peak-rss-MiB")
+			b.ReportMetric(float64(zlHeap)/(1<<20), "zlayer-peak-heap-MiB")
+			b.ReportMetric(float64(gtRSS)/(1<<20), "gnutar-peak-rss-MiB")
+		})
+	}
+}
+
+// clearDir removes an extracted tree and writes back what is dirty, so
+// that one tool's writeback does not land in the other's time.
+func clearDir(b *testing.B, dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		b.Fatal(err)
+	}
+	syscall.Sync()
+}
