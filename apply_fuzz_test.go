@@ -41,7 +41,7 @@ func fuzzSeeds() []tt.Layer {
 		{tt.Link("x", "../outside/secret"), tt.Link("y", "out/secret"), tt.Link("z", "missing")},
 		{tt.Opaque("out"), tt.Opaque("abs"), tt.Whiteout("out", "dir")},
 		{tt.File("d/rel/../../../outside/x", "pwned")},
-		{tt.File("a", "abc", tt.DeclaredSize(1 << 20))},
+		{tt.File("a", "abc", tt.DeclaredSize(1<<20))},
 		{tt.File(".wh.", ""), tt.File(".wh..wh.x", "")},
 		{tt.File("u", "", tt.Owner(1<<32, 0))},
 	}
