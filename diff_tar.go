@@ -1,0 +1,488 @@
+package zlayer
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"iter"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+)
+
+// diffOp names the operation in the errors of WriteChanges and DiffDirs.
+const diffOp = "write layer diff"
+
+// DiffOptions tunes [WriteChanges] and [DiffDirs]. The zero value writes
+// an uncompressed layer quietly.
+type DiffOptions struct {
+	// Compression of the written stream.
+	Compression Compression
+
+	// Progress, when set, is called after each entry is written, from
+	// the goroutine that called WriteChanges.
+	Progress func(DiffProgress)
+
+	// Logger receives a few debug records: what was compared and the
+	// totals, and the number of sockets left out. Nil is quiet.
+	Logger *slog.Logger
+}
+
+// DiffProgress reports how far a layer diff has come.
+type DiffProgress struct {
+	Entries int64  // tar entries written so far, whiteouts included
+	Bytes   int64  // uncompressed tar bytes written so far
+	Path    string // the path of the last entry written
+}
+
+// DiffResult describes a written layer.
+type DiffResult struct {
+	// Descriptor gives the media type, digest (sha256) and size of the
+	// bytes written to w.
+	Descriptor ocispec.Descriptor
+	// DiffID is the sha256 digest of the uncompressed tar.
+	DiffID digest.Digest
+	// Entries is the number of tar entries, whiteouts included.
+	Entries int64
+}
+
+// DiffDirs writes the OCI layer that turns the tree lower into the tree
+// upper: [WriteChanges] over the changes [WalkChanges] finds. lower is ""
+// for a base layer.
+func DiffDirs(ctx context.Context, w io.Writer, lower, upper string,
+	opts *DiffOptions) (DiffResult, error) {
+	var changes iter.Seq2[Change, error]
+	if lower != "" {
+		changes = WalkChanges(ctx, lower, upper)
+	}
+	return WriteChanges(ctx, w, lower, upper, changes, opts)
+}
+
+// WriteChanges writes to w the OCI layer (an image-spec changeset tar,
+// compressed as opts says) that turns the tree lower into the tree upper,
+// given the paths that changed between them. lower is the parent layer's
+// tree, "" for a base layer; upper is the layer's. Both are read-only
+// snapshots in the intended use: the trees must not change while the
+// layer is written.
+//
+// changes may come in any order and hold duplicates, stale paths and
+// renames: its kinds are hints and every path is checked in both trees
+// (see the plan type for the rules). For a base layer, changes is not
+// read: every entry of upper is written.
+//
+// The layer holds, for every changed path that exists in upper, a full
+// entry with content and metadata (a change of mode, owner or extended
+// attributes alone gives a full entry too), and for every path removed, a
+// ".wh.NAME" whiteout. A directory new in upper, or renamed, comes with
+// its whole subtree. The root directory is never written. Sockets are
+// left out. A file with several links is written once, at the first of
+// its names in the layer, and its other names, including names in lower
+// that did not change, as hard links to it. A name that begins with ".wh."
+// is refused with an error wrapping [ErrInvalid].
+//
+// The tar is the same bytes for the same trees: entries are sorted by path,
+// a directory before what it holds and, in each directory, whiteouts
+// before the other entries; headers use the PAX format with numeric owners
+// and no user or group names; modification times are whole seconds
+// (truncated), with no access or change times; extended attributes are
+// SCHILY.xattr records, sorted. Compressed output is the same bytes for the
+// same tar and library version.
+//
+// Everything is done in one pass: the tar is compressed and both digests
+// computed as it is written. Memory grows with the number of changes and of
+// multiply-linked files, not with the size of the layer. Upper is read
+// through descriptors opened with O_NOFOLLOW below its root, so a symlink in
+// the layer cannot make the writer read outside it.
+//
+// On error, w may have received part of a layer; the result is then zero.
+func WriteChanges(ctx context.Context, w io.Writer, lower, upper string,
+	changes iter.Seq2[Change, error], opts *DiffOptions) (DiffResult, error) {
+	var o DiffOptions
+	if opts != nil {
+		o = *opts
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+
+	up, err := openTree(upper)
+	if err != nil {
+		return DiffResult{}, opErr(diffOp, upper, err)
+	}
+	defer up.close()
+
+	var pl *plan
+	if lower != "" {
+		low, err := openTree(lower)
+		if err != nil {
+			return DiffResult{}, opErr(diffOp, lower, err)
+		}
+		defer low.close()
+		pl = newPlan(ctx, low, up)
+		if err := pl.build(changes); err != nil {
+			return DiffResult{}, err
+		}
+	}
+
+	out, err := newLayerOutput(w, o.Compression)
+	if err != nil {
+		return DiffResult{}, opErr(diffOp, upper, err)
+	}
+	ew := &entryWriter{
+		ctx:      ctx,
+		tw:       tar.NewWriter(out.tar),
+		upper:    up,
+		links:    map[fileID]string{},
+		progress: o.Progress,
+		out:      out,
+	}
+	if pl == nil {
+		err = ew.tree("")
+	} else {
+		log.Debug("layer diff planned", "lower", lower, "upper", upper,
+			"changes", pl.listed)
+		err = pl.write(ew)
+	}
+	if err == nil {
+		err = ew.tw.Close()
+	}
+	if err == nil {
+		err = out.close()
+	}
+	if err != nil {
+		if _, ok := errors.AsType[*Error](err); !ok {
+			err = opErr(diffOp, upper, err)
+		}
+		return DiffResult{}, err
+	}
+
+	if ew.sockets > 0 {
+		log.Debug("sockets left out of the layer", "upper", upper, "count", ew.sockets)
+	}
+	res := DiffResult{
+		Descriptor: ocispec.Descriptor{
+			MediaType: o.Compression.MediaType(),
+			Digest:    digest.NewDigest(digest.SHA256, out.blobHash),
+			Size:      out.blobSize.n,
+		},
+		DiffID:  digest.NewDigest(digest.SHA256, out.tarHash),
+		Entries: ew.entries,
+	}
+	log.Debug("layer diff written", "upper", upper, "entries", res.Entries,
+		"tar_bytes", out.tarSize.n, "digest", res.Descriptor.Digest)
+	return res, nil
+}
+
+// build reads the change list and settles the plan.
+func (p *plan) build(changes iter.Seq2[Change, error]) error {
+	if changes != nil {
+		if err := p.add(changes); err != nil {
+			return err
+		}
+	}
+	if err := p.resolve(); err != nil {
+		return err
+	}
+	return p.completeLinks()
+}
+
+// write writes the plan's entries in layer order.
+func (p *plan) write(ew *entryWriter) error {
+	return p.writeDir(ew, p.root, "")
+}
+
+func (p *plan) writeDir(ew *entryWriter, n *planNode, dir string) error {
+	names := slices.Sorted(maps.Keys(n.children))
+	for _, name := range names {
+		if n.children[name].whiteout {
+			if err := ew.whiteout(join(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range names {
+		c, rel := n.children[name], join(dir, name)
+		switch {
+		case c.emit:
+			if _, err := ew.entry(rel); err != nil {
+				return err
+			}
+			if c.newTree {
+				if err := ew.tree(rel); err != nil {
+					return err
+				}
+			} else if err := p.writeDir(ew, c, rel); err != nil {
+				return err
+			}
+		case !c.touched:
+			if err := p.writeDir(ew, c, rel); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// layerOutput is the pipeline below the tar writer: a buffer, then the
+// uncompressed digest and the compressor side by side, then the blob
+// digest and the caller's writer side by side.
+type layerOutput struct {
+	tar      *bufio.Writer
+	comp     io.WriteCloser
+	tarHash  hash.Hash
+	blobHash hash.Hash
+	tarSize  counter
+	blobSize counter
+}
+
+type counter struct{ n int64 }
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// outputBuffer is the write size into the digests and the compressor.
+const outputBuffer = 256 << 10
+
+func newLayerOutput(w io.Writer, c Compression) (*layerOutput, error) {
+	o := &layerOutput{tarHash: sha256.New(), blobHash: sha256.New()}
+	blob := io.MultiWriter(w, o.blobHash, &o.blobSize)
+	switch c {
+	case Uncompressed:
+		o.comp = nopCloser{blob}
+	case Gzip:
+		o.comp = gzip.NewWriter(blob)
+	case Zstd:
+		// A fixed concurrency: the encoder's output is the same for the
+		// same input only under the same options.
+		zw, err := zstd.NewWriter(blob, zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		o.comp = zw
+	default:
+		return nil, fmt.Errorf("%w: compression %v", ErrInvalid, c)
+	}
+	tarSide := io.MultiWriter(o.comp, o.tarHash, &o.tarSize)
+	o.tar = bufio.NewWriterSize(tarSide, outputBuffer)
+	return o, nil
+}
+
+func (o *layerOutput) close() error {
+	if err := o.tar.Flush(); err != nil {
+		return err
+	}
+	return o.comp.Close()
+}
+
+// entryWriter writes tar entries read from upper.
+type entryWriter struct {
+	ctx      context.Context
+	tw       *tar.Writer
+	upper    *tree
+	links    map[fileID]string // first written name of multiply-linked inodes
+	progress func(DiffProgress)
+	out      *layerOutput
+
+	buf     []byte
+	entries int64
+	sockets int
+}
+
+// copyBuffer is the read size for file content.
+const copyBuffer = 256 << 10
+
+// epoch is the time of whiteout entries, which stand for no file.
+var epoch = time.Unix(0, 0)
+
+func (ew *entryWriter) whiteout(rel string) error {
+	dir, base := splitRel(rel)
+	name := join(dir, whiteoutPrefix+base)
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     name,
+		ModTime:  epoch,
+		Format:   tar.FormatPAX,
+	}
+	if err := ew.tw.WriteHeader(hdr); err != nil {
+		return opErr(diffOp, ew.upper.path(rel), err)
+	}
+	ew.done(name)
+	return nil
+}
+
+func (ew *entryWriter) done(rel string) {
+	ew.entries++
+	if ew.progress != nil {
+		ew.progress(DiffProgress{
+			Entries: ew.entries,
+			Bytes:   ew.out.tarSize.n + int64(ew.out.tar.Buffered()),
+			Path:    rel,
+		})
+	}
+}
+
+// tree writes everything below the directory dir of upper.
+func (ew *entryWriter) tree(dir string) error {
+	names, err := ew.upper.names(dir)
+	if err != nil {
+		return opErr(diffOp, ew.upper.path(dir), err)
+	}
+	for _, name := range names {
+		rel := join(dir, name)
+		if err := checkName(rel); err != nil {
+			return opErr(diffOp, ew.upper.path(rel), err)
+		}
+		isDir, err := ew.entry(rel)
+		if err != nil {
+			return err
+		}
+		if isDir {
+			if err := ew.tree(rel); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// entry writes the entry of rel as upper has it, and tells whether it was
+// a directory.
+func (ew *entryWriter) entry(rel string) (isDir bool, err error) {
+	if err := ew.ctx.Err(); err != nil {
+		return false, err
+	}
+	var st unix.Stat_t
+	if err := ew.upper.lstat(rel, &st); err != nil {
+		return false, opErr(diffOp, ew.upper.path(rel), err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		ew.sockets++
+		return false, nil
+	}
+
+	hdr, err := ew.header(rel, &st)
+	if err == nil {
+		err = ew.tw.WriteHeader(hdr)
+	}
+	if err == nil && hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
+		err = ew.content(rel, &st)
+	}
+	if err != nil {
+		return false, opErr(diffOp, ew.upper.path(rel), err)
+	}
+	ew.done(rel)
+	return hdr.Typeflag == tar.TypeDir, nil
+}
+
+// header describes rel for the tar; for a later name of a multiply-linked
+// inode, as a hard link to the first.
+func (ew *entryWriter) header(rel string, st *unix.Stat_t) (*tar.Header, error) {
+	hdr := &tar.Header{
+		Name:    rel,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: time.Unix(st.Mtim.Sec, 0),
+		Format:  tar.FormatPAX,
+	}
+	if multiLinked(st.Mode, uint64(st.Nlink)) {
+		id := idOf(st)
+		if first, ok := ew.links[id]; ok {
+			hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
+			return hdr, nil
+		}
+		ew.links[id] = rel
+	}
+
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		hdr.Typeflag, hdr.Size = tar.TypeReg, st.Size
+	case unix.S_IFDIR:
+		hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
+	case unix.S_IFLNK:
+		target, err := ew.upper.readlink(rel)
+		if err != nil {
+			return nil, err
+		}
+		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+	case unix.S_IFCHR, unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			hdr.Typeflag = tar.TypeBlock
+		}
+		hdr.Devmajor = int64(unix.Major(uint64(st.Rdev)))
+		hdr.Devminor = int64(unix.Minor(uint64(st.Rdev)))
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+	default:
+		return nil, fmt.Errorf("%w: file type %#o", ErrInvalid, st.Mode&unix.S_IFMT)
+	}
+
+	xs, err := ew.upper.xattrs(rel)
+	if err != nil {
+		return nil, err
+	}
+	if len(xs) > 0 {
+		hdr.PAXRecords = make(map[string]string, len(xs))
+		for _, x := range xs {
+			hdr.PAXRecords["SCHILY.xattr."+x.name] = x.value
+		}
+	}
+	return hdr, nil
+}
+
+// content copies a regular file's bytes into the tar: exactly the size its
+// header announced, or an error if the file is shorter now.
+func (ew *entryWriter) content(rel string, st *unix.Stat_t) error {
+	f, err := ew.upper.open(rel, st)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if ew.buf == nil {
+		ew.buf = make([]byte, copyBuffer)
+	}
+	// The struct hides the tar writer's ReadFrom, which would copy through
+	// a small buffer of its own.
+	n, err := io.CopyBuffer(struct{ io.Writer }{ew.tw},
+		io.LimitReader(ctxReader{ew.ctx, f}, st.Size), ew.buf)
+	if err != nil {
+		return err
+	}
+	if n != st.Size {
+		return fmt.Errorf("file shrank while being read: %d of %d bytes", n, st.Size)
+	}
+	return nil
+}
+
+// ctxReader stops a long copy when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
