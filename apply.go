@@ -38,8 +38,8 @@ type ApplyOptions struct {
 	// within a large file, from the goroutine that called ApplyDir.
 	Progress func(ApplyProgress)
 
-	// Logger receives a few debug records: the compression found and the
-	// entries' attributes that were dropped. Nil is quiet.
+	// Logger receives a few debug records: the compression found, the
+	// resolver used, and the overlay xattrs dropped. Nil is quiet.
 	Logger *slog.Logger
 }
 
@@ -254,6 +254,10 @@ func (a *applier) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) er
 	if err != nil {
 		return err
 	}
+	if len(e.dropped) > 0 {
+		a.opts.Logger.Debug("apply layer: overlay xattrs dropped",
+			"entry", hdr.Name, "xattrs", e.dropped)
+	}
 	switch e.whiteout {
 	case WhiteoutFile:
 		err = a.tree.whiteout(e)
@@ -368,6 +372,7 @@ type layerEntry struct {
 	mode     uint32 // permission bits with setuid, setgid and sticky
 	sparse   bool
 	xattrs   map[string]string // from SCHILY.xattr records, trusted.overlay dropped
+	dropped  []string          // the trusted.overlay xattrs dropped
 }
 
 func (e *layerEntry) regular() bool {
@@ -438,6 +443,7 @@ func parseEntry(hdr *tar.Header) (*layerEntry, error) {
 				return nil, fmt.Errorf("xattr record with no name: %w", ErrInvalid)
 			}
 			if strings.HasPrefix(x, "trusted.overlay.") {
+				e.dropped = append(e.dropped, x)
 				continue
 			}
 			if e.xattrs == nil {

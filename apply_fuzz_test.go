@@ -81,3 +81,67 @@ func FuzzApplyDir(f *testing.F) {
 		}
 	})
 }
+
+// fuzzNames are the names the entries of FuzzApplyDirEntries take: plain
+// ones, ones through the escaping links of fuzzLower, whiteouts, and
+// malformed ones.
+var fuzzNames = []string{
+	"a", "d", "d/f", "d/sub", "d/sub/g", "h", "x/y/z", "up", "out", "abs", "slash",
+	"d/rel", "d/rel/n", "up/outside/secret", "out/secret", "out/dir/inner", "abs/new",
+	"slash/tmp/zlayer-escape", "d/.wh.f", ".wh.d", "d/.wh..wh..opq", ".wh..wh..opq",
+	"out/.wh.secret", "out/.wh..wh..opq", "d/.wh..", ".wh...", "../outside/secret",
+	"/tmp/zlayer-escape", ".", "a/b", "a/.wh.b", "d/sub/.wh..wh..opq", "new/.wh.x",
+}
+
+// fuzzTargets are link targets.
+var fuzzTargets = []string{
+	"a", "d", "d/f", "..", "../outside", "/", "/tmp", "../../..", "d/rel", "up/outside",
+	"out/secret", "missing", "x/y/z", "h",
+}
+
+// FuzzApplyDirEntries builds well-formed tars from the input, three bytes
+// an entry (type, name, target), so that the fuzzer explores the rules
+// rather than the tar checksum.
+func FuzzApplyDirEntries(f *testing.F) {
+	needApplyPrivileges(f)
+	f.Add([]byte{0, 0, 0, 3, 8, 4, 1, 16, 0})
+	f.Add([]byte{3, 7, 3, 0, 17, 0, 5, 14, 1, 6, 22, 0})
+	f.Add([]byte{1, 1, 0, 0, 2, 0, 5, 18, 0, 4, 6, 0, 0, 12, 0})
+	f.Add([]byte{2, 5, 3, 4, 23, 0, 3, 25, 4, 6, 20, 0})
+	f.Fuzz(func(t *testing.T, prog []byte) {
+		var l tt.Layer
+		for i := 0; i+2 < len(prog) && len(l) < 64; i += 3 {
+			name := fuzzNames[int(prog[i+1])%len(fuzzNames)]
+			target := fuzzTargets[int(prog[i+2])%len(fuzzTargets)]
+			switch prog[i] % 8 {
+			case 0:
+				l = append(l, tt.File(name, target, tt.Mode(int64(prog[i+2])<<4)))
+			case 1:
+				l = append(l, tt.Dir(name, tt.Mode(0o700|int64(prog[i+2]))))
+			case 2:
+				l = append(l, tt.Symlink(name, target))
+			case 3:
+				l = append(l, tt.Link(name, target))
+			case 4:
+				l = append(l, tt.Fifo(name, tt.Xattr("trusted.f", target)))
+			case 5:
+				l = append(l, tt.Char(name, 1, int64(prog[i+2])))
+			case 6:
+				l = append(l, tt.File(name, "", tt.Xattr("user.x", target)))
+			default:
+				l = append(l, tt.Sparse(name, 1<<16, []tt.Fragment{{Offset: 4096, Data: target}}))
+			}
+		}
+		b := newBed(t)
+		b.mustApply(fuzzLower(b.outside).Tar())
+		b.before = b.snapshotOutside()
+		applyNoOpenat2 = len(prog)%2 == 1
+		defer func() { applyNoOpenat2 = false }()
+		_, _ = b.apply(l.Tar(), nil)
+		b.checkOutside()
+		if _, err := os.Lstat("/tmp/zlayer-escape"); err == nil {
+			os.Remove("/tmp/zlayer-escape")
+			t.Fatal("/tmp/zlayer-escape was written")
+		}
+	})
+}
