@@ -109,6 +109,10 @@ const progressEvery = 8 << 20
 // refused entry wrap [ErrInvalid]. Cancelling ctx stops ApplyDir between
 // entries and within large files.
 //
+// The stream is read, decompressed and hashed in a goroutine of its own,
+// ahead of the files being written; it never outlives ApplyDir, which
+// waits for a read in progress to end before it returns.
+//
 // ApplyDir is not atomic: on error, dir holds part of the layer. The
 // caller undoes that, as the ZFS layer store does by rolling back to a
 // snapshot. Memory stays flat in the size of the layer's contents; what
@@ -244,7 +248,7 @@ func (a *applier) between(dir, prev, what string, err error) error {
 
 func (a *applier) progress(name string) {
 	if a.opts.Progress != nil {
-		a.opts.Progress(ApplyProgress{Entries: a.entries, Bytes: a.stream.tar.n, Path: name})
+		a.opts.Progress(ApplyProgress{Entries: a.entries, Bytes: a.stream.eoa.off, Path: name})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -22,16 +23,17 @@ const zstdMaxWindow = 128 << 20
 const blobBufferSize = 256 << 10
 
 // layerStream reads a layer blob: it counts and hashes the blob, finds its
-// compression, and counts and hashes the tar inside. The tar reader reads
-// it through eoa.
+// compression, and counts and hashes the tar inside. All that happens in
+// the goroutine of ahead; the tar reader reads the result through eoa.
 type layerStream struct {
-	blob hashReader // the caller's reader
-	br   *bufio.Reader
-	comp Compression
-	gz   *gzip.Reader
-	zs   *zstd.Decoder
-	tar  hashReader // the decompressed tar
-	eoa  eoaReader
+	blob  hashReader // the caller's reader
+	br    *bufio.Reader
+	comp  Compression
+	gz    *gzip.Reader
+	zs    *zstd.Decoder
+	tar   hashReader // the decompressed tar
+	ahead *readAhead // reads tar
+	eoa   eoaReader  // reads ahead
 }
 
 // Leading bytes of the formats a layer may come in.
@@ -47,7 +49,6 @@ func openLayerStream(r io.Reader, blobAlg, tarAlg digest.Algorithm) (*layerStrea
 	s := &layerStream{blob: hashReader{r: r, h: blobAlg.Hash(), alg: blobAlg}}
 	s.br = bufio.NewReaderSize(&s.blob, blobBufferSize)
 	s.tar = hashReader{r: s.br, h: tarAlg.Hash(), alg: tarAlg}
-	s.eoa.r = &s.tar
 
 	head, err := s.br.Peek(len(xzMagic))
 	if err != nil && err != io.EOF {
@@ -77,6 +78,8 @@ func openLayerStream(r io.Reader, blobAlg, tarAlg digest.Algorithm) (*layerStrea
 		// The blob is the tar: hash it once.
 		s.blob.h = nil
 	}
+	s.ahead = startReadAhead(&s.tar)
+	s.eoa.r = s.ahead
 	return s, nil
 }
 
@@ -102,9 +105,10 @@ func (s *layerStream) next(tr *tar.Reader) (*tar.Header, error) {
 // decompressor's end (where gzip keeps its checksum), then whatever of the
 // blob the decompressor left.
 func (s *layerStream) finish() error {
-	if _, err := io.Copy(io.Discard, &s.tar); err != nil {
+	if _, err := io.Copy(io.Discard, s.ahead); err != nil {
 		return s.inputErr(err)
 	}
+	s.ahead.stop()
 	if s.comp != Uncompressed {
 		if _, err := io.Copy(io.Discard, s.br); err != nil {
 			return s.inputErr(err)
@@ -114,6 +118,9 @@ func (s *layerStream) finish() error {
 }
 
 func (s *layerStream) close() {
+	if s.ahead != nil {
+		s.ahead.stop()
+	}
 	if s.zs != nil {
 		s.zs.Close()
 	}
@@ -122,6 +129,9 @@ func (s *layerStream) close() {
 // inputErr classes a read failure: one of the caller's reader is returned
 // as it is; any other (a corrupt or truncated stream) wraps ErrInvalid.
 func (s *layerStream) inputErr(err error) error {
+	if s.ahead != nil {
+		s.ahead.stop()
+	}
 	switch {
 	case s.blob.err != nil:
 		return fmt.Errorf("read layer: %w", s.blob.err)
@@ -140,7 +150,11 @@ func (s *layerStream) kind() string {
 	return s.comp.String()
 }
 
+// result reports the stream read so far; it stops the read-ahead.
 func (s *layerStream) result() ApplyResult {
+	if s.ahead != nil {
+		s.ahead.stop()
+	}
 	res := ApplyResult{
 		DiffID:           s.tar.digest(),
 		Digest:           s.blob.digest(),
@@ -184,6 +198,121 @@ func (h *hashReader) digest() digest.Digest {
 		return ""
 	}
 	return digest.NewDigest(h.alg, h.h)
+}
+
+// Read-ahead: chunks of this size, this many in flight.
+const (
+	readAheadChunk  = 512 << 10
+	readAheadChunks = 3
+)
+
+// readAhead reads its source from a goroutine of its own, ahead of its
+// reader, so that decompressing and hashing the layer overlap with
+// writing its files. The source is touched by that goroutine only, until
+// stop has returned.
+type readAhead struct {
+	src      io.Reader
+	full     chan *chunk
+	free     chan *chunk
+	quit     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+
+	cur *chunk // being read
+	err error  // what ended the stream, once its data is read
+}
+
+type chunk struct {
+	buf []byte
+	n   int   // bytes held
+	off int   // bytes read out
+	err error // what ended the read that filled it
+}
+
+func startReadAhead(src io.Reader) *readAhead {
+	ra := &readAhead{
+		src:  src,
+		full: make(chan *chunk, readAheadChunks),
+		free: make(chan *chunk, readAheadChunks),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	for range readAheadChunks {
+		ra.free <- &chunk{buf: make([]byte, readAheadChunk)}
+	}
+	go ra.run()
+	return ra
+}
+
+func (ra *readAhead) run() {
+	defer close(ra.done)
+	for {
+		var c *chunk
+		select {
+		case c = <-ra.free:
+		case <-ra.quit:
+			return
+		}
+		c.off = 0
+		c.n, c.err = fill(ra.src, c.buf)
+		ra.full <- c // never blocks: there are as many places as chunks
+		if c.err != nil {
+			return
+		}
+	}
+}
+
+// fill reads until buf is full or the source fails or ends.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	if ra.cur == nil {
+		if ra.err != nil {
+			return 0, ra.err
+		}
+		select {
+		case ra.cur = <-ra.full:
+		case <-ra.done:
+			select {
+			case ra.cur = <-ra.full:
+			default:
+				return 0, errReadAheadStopped
+			}
+		}
+	}
+	c := ra.cur
+	n := copy(p, c.buf[c.off:c.n])
+	c.off += n
+	if c.off == c.n {
+		ra.cur = nil
+		if c.err != nil {
+			ra.err = c.err
+			if n == 0 {
+				return 0, c.err
+			}
+		} else {
+			ra.free <- c
+		}
+	}
+	return n, nil
+}
+
+var errReadAheadStopped = errors.New("read-ahead stopped")
+
+// stop ends the goroutine, after the read it may be in, and waits for it.
+func (ra *readAhead) stop() {
+	ra.stopOnce.Do(func() { close(ra.quit) })
+	<-ra.done
 }
 
 // tarBlock is the tar format's unit: headers and padding fill whole blocks.
