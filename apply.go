@@ -119,7 +119,8 @@ const progressEvery = 8 << 20
 // grows is one record per entry of the layer's own paths, needed for the
 // whiteout rules, and one per directory for its times: about 60 bytes
 // plus the name each.
-func ApplyDir(ctx context.Context, dir string, r io.Reader, opts *ApplyOptions) (ApplyResult, error) {
+func ApplyDir(ctx context.Context, dir string, r io.Reader,
+	opts *ApplyOptions) (ApplyResult, error) {
 	var o ApplyOptions
 	if opts != nil {
 		o = *opts
@@ -314,7 +315,8 @@ func (a *applier) verify(dir string, res ApplyResult) error {
 		if want == "" || got == want {
 			return nil
 		}
-		return opErr(applyOp, dir, fmt.Errorf("%s is %s, expected %s: %w", what, got, want, ErrInvalid))
+		return opErr(applyOp, dir,
+			fmt.Errorf("%s is %s, expected %s: %w", what, got, want, ErrInvalid))
 	}
 	if err := check("diff id", res.DiffID, a.opts.ExpectedDiffID); err != nil {
 		return err

@@ -71,8 +71,9 @@ func TestApplyDirHostile(t *testing.T) {
 		want:   hostileBase.With(sym("evil", "../outside")),
 		errHas: "leaves the root",
 	}, {
-		name:   "write through a chain of links",
-		layer:  layer(tt.Symlink("a", "b"), tt.Symlink("b", "d/../.."), tt.File("a/outside/x", "pwned")),
+		name: "write through a chain of links",
+		layer: layer(tt.Symlink("a", "b"), tt.Symlink("b", "d/../.."), tt.File("a/outside/x",
+			"pwned")),
 		want:   hostileBase.With(sym("a", "b"), sym("b", "d/../..")),
 		errHas: "leaves the root",
 	}, {
@@ -121,12 +122,16 @@ func TestApplyDirHostile(t *testing.T) {
 		want:   hostileBase.With(sym("evil", "../outside")),
 		errHas: "leaves the root",
 	}, {
-		name:   "opaque through an absolute link",
-		layer:  func(o string) tt.Layer { return tt.Layer{tt.Symlink("evil", o), tt.Opaque("evil")} },
+		name: "opaque through an absolute link",
+		layer: func(o string) tt.Layer {
+			return tt.Layer{tt.Symlink("evil", o),
+				tt.Opaque("evil")}
+		},
 		errHas: "leaves the root",
 	}, {
-		name:   "xattr through a link",
-		layer:  layer(tt.Symlink("evil", "../outside"), tt.Fifo("evil/secret", tt.Xattr("trusted.x", "1"))),
+		name: "xattr through a link",
+		layer: layer(tt.Symlink("evil", "../outside"), tt.Fifo("evil/secret",
+			tt.Xattr("trusted.x", "1"))),
 		want:   hostileBase.With(sym("evil", "../outside")),
 		errHas: "leaves the root",
 	}, {
@@ -142,20 +147,25 @@ func TestApplyDirHostile(t *testing.T) {
 		want:  hostileBase.With(dir("l", 0o777, fstree.Xattr("trusted.x", "1"))),
 		noErr: true,
 	}, {
-		name:  "device, link and FIFO over links to outside",
-		layer: layer(tt.Symlink("a", "../outside/secret"), tt.Char("a", 1, 3), tt.Symlink("b", "/"), tt.Fifo("b")),
+		name: "device, link and FIFO over links to outside",
+		layer: layer(tt.Symlink("a", "../outside/secret"), tt.Char("a", 1, 3), tt.Symlink("b",
+			"/"), tt.Fifo("b")),
 		want: hostileBase.With(fstree.Char("a", 1, 3, 0o666),
 			fstree.Fifo("b", 0o644)),
 		noErr: true,
 	}, {
-		name:  "whiteout of a link removes the link, not its target",
-		lower: func(string) tt.Layer { return append(tt.Layer{tt.Symlink("l", "../outside")}, hostileLower...) },
+		name: "whiteout of a link removes the link, not its target",
+		lower: func(string) tt.Layer {
+			return append(tt.Layer{tt.Symlink("l", "../outside")},
+				hostileLower...)
+		},
 		layer: layer(tt.Whiteout("", "l")),
 		want:  hostileBase,
 		noErr: true,
 	}, {
-		name:  "links inside the root are followed",
-		layer: layer(tt.Symlink("in", "d"), tt.File("in/g", "g"), tt.Symlink("d/up", ".."), tt.File("d/up/h", "h")),
+		name: "links inside the root are followed",
+		layer: layer(tt.Symlink("in", "d"), tt.File("in/g", "g"), tt.Symlink("d/up", ".."),
+			tt.File("d/up/h", "h")),
 		want: hostileBase.With(sym("in", "d"), file("d/g", "g", 0o644), sym("d/up", ".."),
 			file("h", "h", 0o644), made("d")),
 		noErr: true,

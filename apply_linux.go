@@ -425,7 +425,8 @@ func (t *dirTree) setAttrs(fd int, e *layerEntry, replace bool) error {
 // (devices, FIFOs) or at all (symbolic links), named by its parent and
 // base name. Symbolic links keep their mode, which Linux ignores.
 func (t *dirTree) setAttrsAt(pfd int, e *layerEntry, chmod bool) error {
-	if err := unix.Fchownat(pfd, e.base, e.hdr.Uid, e.hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	err := unix.Fchownat(pfd, e.base, e.hdr.Uid, e.hdr.Gid, unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil {
 		return fmt.Errorf("chown %d:%d: %w", e.hdr.Uid, e.hdr.Gid, err)
 	}
 	if chmod {

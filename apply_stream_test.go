@@ -128,7 +128,8 @@ func TestApplyDirBadStreams(t *testing.T) {
 		{"bzip2", []byte("BZh91AY&SY"), nil, "bzip2"},
 		{"size lies, too big", tt.Layer{tt.File("a", "abc", tt.DeclaredSize(1<<20))}.Tar(), nil,
 			`apply "a": layer ends after`},
-		{"size lies, too small", tt.Layer{tt.File("a", strings.Repeat("x", 2000), tt.DeclaredSize(10)),
+		{"size lies, too small", tt.Layer{tt.File("a", strings.Repeat("x", 2000),
+			tt.DeclaredSize(10)),
 			tt.File("b", "b")}.Tar(), nil, `apply "a": read tar header after this entry`},
 		{"diff id mismatch", plain, &ApplyOptions{ExpectedDiffID: digest.FromString("other")},
 			"diff id is " + digest.FromBytes(plain).String()},
@@ -228,7 +229,8 @@ func TestApplyDirProgressAndCancel(t *testing.T) {
 		}
 	}}
 	_, err := ApplyDir(ctx, newBed(t).root, bytes.NewReader(l.Tar()), opts)
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), `apply "big": stopped after`) {
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(),
+		`apply "big": stopped after`) {
 		t.Errorf("error %v: want a cancellation within big", err)
 	}
 
@@ -271,7 +273,8 @@ func TestApplyDirSparse(t *testing.T) {
 				t.Fatalf("tree (-want +got):\n%s", d)
 			}
 			if used := got["s"].Blocks * 512; used > 1<<20 {
-				t.Errorf("%d bytes allocated for a file of %d bytes with 18 KiB of data", used, size)
+				t.Errorf("%d bytes allocated for a file of %d bytes with 18 KiB of data", used,
+					size)
 			}
 		})
 	}
@@ -287,7 +290,8 @@ func TestApplyDirGNUSparse(t *testing.T) {
 	copy(sparse[1500000:], "middle")
 	holeEnd := make([]byte, size)
 	copy(holeEnd, "data")
-	want := fstree.New(file("sparse", string(sparse), 0o644), file("holeend", string(holeEnd), 0o644))
+	want := fstree.New(file("sparse", string(sparse), 0o644), file("holeend", string(holeEnd),
+		0o644))
 
 	files, err := filepath.Glob("testdata/apply/gnu-sparse-*.tar")
 	if err != nil || len(files) != 4 {

@@ -191,9 +191,10 @@ func checkErr(t *testing.T, err, want error, has string) {
 func TestApplyDirEntries(t *testing.T) {
 	long := strings.Repeat("d", 150) + "/" + strings.Repeat("f", 120)
 	cases := []applyCase{{
-		name:  "regular file with owner and mode",
-		layer: tt.Layer{tt.File("a", "hello", tt.Mode(0o640), tt.Owner(1000, 1001), tt.ModTime(t1))},
-		want:  fstree.New(file("a", "hello", 0o640, fstree.Owner(1000, 1001), fstree.Mtime(t1))),
+		name: "regular file with owner and mode",
+		layer: tt.Layer{tt.File("a", "hello", tt.Mode(0o640), tt.Owner(1000, 1001),
+			tt.ModTime(t1))},
+		want: fstree.New(file("a", "hello", 0o640, fstree.Owner(1000, 1001), fstree.Mtime(t1))),
 	}, {
 		name: "setuid, setgid and sticky survive chown",
 		layer: tt.Layer{
@@ -288,7 +289,8 @@ func TestApplyDirEntries(t *testing.T) {
 		},
 		want: fstree.New(
 			file("ping", "elf", 0o755, fstree.Owner(1000, 1000),
-				fstree.Xattr("security.capability", capNetBind), fstree.Xattr("user.k", "v\x00bin")),
+				fstree.Xattr("security.capability", capNetBind), fstree.Xattr("user.k",
+					"v\x00bin")),
 			dir("d", 0o755, fstree.Xattr("trusted.t", "1")),
 			sym("l", "ping", fstree.Xattr("trusted.l", "2")),
 			fstree.Fifo("p", 0o644, fstree.Xattr("trusted.p", "3")),
@@ -330,7 +332,8 @@ func TestApplyDirRootEntry(t *testing.T) {
 	if _, err := b.apply(l.Tar(), nil); err != nil {
 		t.Fatal(err)
 	}
-	want := fstree.New(dir(".", 0o750, fstree.Owner(4, 5), fstree.Mtime(t1)), file("f", "f", 0o644))
+	want := fstree.New(dir(".", 0o750, fstree.Owner(4, 5), fstree.Mtime(t1)), file("f", "f",
+		0o644))
 	if d := fstree.Diff(want, b.tree()); d != "" {
 		t.Errorf("tree (-want +got):\n%s", d)
 	}
@@ -351,8 +354,9 @@ func TestApplyDirReplace(t *testing.T) {
 			file("d/keep", "k", 0o644),
 		),
 	}, {
-		name:  "file over directory removes the tree",
-		lower: []tt.Layer{{tt.Dir("x"), tt.File("x/y", "y"), tt.Dir("x/z"), tt.File("x/z/w", "w")}},
+		name: "file over directory removes the tree",
+		lower: []tt.Layer{{tt.Dir("x"), tt.File("x/y", "y"), tt.Dir("x/z"), tt.File("x/z/w",
+			"w")}},
 		layer: tt.Layer{tt.File("x", "now a file")},
 		want:  fstree.New(file("x", "now a file", 0o644)),
 	}, {
@@ -376,19 +380,23 @@ func TestApplyDirReplace(t *testing.T) {
 		layer: tt.Layer{tt.File("b", "two")},
 		want:  fstree.New(file("a", "one", 0o644), file("b", "two", 0o644)),
 	}, {
-		name:  "symbolic link, device and FIFO over files",
-		lower: []tt.Layer{{tt.File("s", "1"), tt.File("c", "2"), tt.File("p", "3"), tt.File("h", "4")}},
+		name: "symbolic link, device and FIFO over files",
+		lower: []tt.Layer{{tt.File("s", "1"), tt.File("c", "2"), tt.File("p", "3"),
+			tt.File("h", "4")}},
 		layer: tt.Layer{
-			tt.Symlink("s", "x"), tt.Char("c", 1, 5), tt.Fifo("p"), tt.File("t", "t"), tt.Link("h", "t"),
+			tt.Symlink("s", "x"), tt.Char("c", 1, 5), tt.Fifo("p"), tt.File("t", "t"),
+			tt.Link("h", "t"),
 		},
 		want: fstree.New(
 			sym("s", "x"), fstree.Char("c", 1, 5, 0o666), fstree.Fifo("p", 0o644),
-			file("t", "t", 0o644, fstree.LinkGroup("h")), file("h", "t", 0o644, fstree.LinkGroup("h")),
+			file("t", "t", 0o644, fstree.LinkGroup("h")), file("h", "t", 0o644,
+				fstree.LinkGroup("h")),
 		),
 	}, {
-		name:  "later entry of the same layer wins",
-		layer: tt.Layer{tt.Dir("a"), tt.File("a/x", "x"), tt.File("a", "file"), tt.File("b", "1"), tt.File("b", "2")},
-		want:  fstree.New(file("a", "file", 0o644), file("b", "2", 0o644)),
+		name: "later entry of the same layer wins",
+		layer: tt.Layer{tt.Dir("a"), tt.File("a/x", "x"), tt.File("a", "file"), tt.File("b",
+			"1"), tt.File("b", "2")},
+		want: fstree.New(file("a", "file", 0o644), file("b", "2", 0o644)),
 	}}
 	runApplyCases(t, cases)
 }
@@ -402,7 +410,8 @@ func TestApplyDirWhiteouts(t *testing.T) {
 	}
 	base := fstree.New(
 		file("a", "a", 0o644),
-		dir("d", 0o755), file("d/old", "old", 0o644), dir("d/sub", 0o755), file("d/sub/old2", "o2", 0o644),
+		dir("d", 0o755), file("d/old", "old", 0o644), dir("d/sub", 0o755), file("d/sub/old2",
+			"o2", 0o644),
 		sym("l", "d"),
 		dir("keep", 0o755), file("keep/k", "k", 0o644),
 	)
@@ -424,8 +433,9 @@ func TestApplyDirWhiteouts(t *testing.T) {
 	}, {
 		name:  "whiteout of a missing path is a no-op",
 		lower: []tt.Layer{lower},
-		layer: tt.Layer{tt.Whiteout("", "nothing"), tt.Whiteout("d", "nothing"), tt.Whiteout("no/such", "dir")},
-		want:  base,
+		layer: tt.Layer{tt.Whiteout("", "nothing"), tt.Whiteout("d", "nothing"),
+			tt.Whiteout("no/such", "dir")},
+		want: base,
 	}, {
 		name:  "whiteout below a file is a no-op",
 		lower: []tt.Layer{lower},
@@ -434,8 +444,9 @@ func TestApplyDirWhiteouts(t *testing.T) {
 	}, {
 		name:  "whiteout spares the layer's own entry, before or after it",
 		lower: []tt.Layer{lower},
-		layer: tt.Layer{tt.File("a", "new"), tt.Whiteout("", "a"), tt.Whiteout("keep", "k"), tt.File("keep/k", "new k")},
-		want:  base.With(file("a", "new", 0o644), file("keep/k", "new k", 0o644), made("keep")),
+		layer: tt.Layer{tt.File("a", "new"), tt.Whiteout("", "a"), tt.Whiteout("keep", "k"),
+			tt.File("keep/k", "new k")},
+		want: base.With(file("a", "new", 0o644), file("keep/k", "new k", 0o644), made("keep")),
 	}, {
 		name:  "whiteout after the layer's directory removes only lower content",
 		lower: []tt.Layer{lower},
@@ -456,8 +467,9 @@ func TestApplyDirWhiteouts(t *testing.T) {
 	}, {
 		name:  "opaque with the layer's own directory entry",
 		lower: []tt.Layer{lower},
-		layer: tt.Layer{tt.Dir("d", tt.Mode(0o700)), tt.Dir("d/sub", tt.Mode(0o711)), tt.Opaque("d")},
-		want:  base.Without("d/...").With(dir("d", 0o700), dir("d/sub", 0o711)),
+		layer: tt.Layer{tt.Dir("d", tt.Mode(0o700)), tt.Dir("d/sub", tt.Mode(0o711)),
+			tt.Opaque("d")},
+		want: base.Without("d/...").With(dir("d", 0o700), dir("d/sub", 0o711)),
 	}, {
 		name:  "opaque of a missing directory creates it",
 		lower: []tt.Layer{lower},
@@ -495,9 +507,11 @@ func TestApplyDirRefusals(t *testing.T) {
 		refuse("unknown type", tt.File("x", "", tt.Typeflag('Z')), "unsupported entry type"),
 		refuse("uid past 32 bits", tt.File("x", "", tt.Owner(1<<32, 0)), "uid 4294967296"),
 		refuse("uid all ones", tt.File("x", "", tt.Owner(1<<32-1, 0)), "uid"),
-		refuse("negative gid", tt.File("x", "", tt.Owner(0, -1), tt.Format(tar.FormatGNU)), "gid -1"),
+		refuse("negative gid", tt.File("x", "", tt.Owner(0, -1), tt.Format(tar.FormatGNU)),
+			"gid -1"),
 		refuse("device major past 32 bits", tt.Char("c", 1<<32, 0), "out of range"),
-		refuse("negative device minor", tt.Char("c", 1, -1, tt.Format(tar.FormatGNU)), "out of range"),
+		refuse("negative device minor", tt.Char("c", 1, -1, tt.Format(tar.FormatGNU)),
+			"out of range"),
 		refuse("mode out of range", tt.File("x", "", tt.Mode(1<<30)), "mode"),
 		refuse("negative mode", tt.File("x", "", tt.Mode(-1), tt.Format(tar.FormatGNU)), "mode"),
 		refuse("empty symbolic link target", tt.Symlink("s", ""), "empty target"),
@@ -549,7 +563,8 @@ func TestApplyDirStack(t *testing.T) {
 	layers := []tt.Layer{{
 		tt.Dir("etc"), tt.File("etc/passwd", "root"), tt.File("etc/hosts", "localhost"),
 		tt.Dir("usr"), tt.Dir("usr/bin"), tt.File("usr/bin/app", "app v1", tt.Mode(0o755)),
-		tt.Dir("usr/lib"), tt.File("usr/lib/libx.so", "x"), tt.Symlink("usr/lib/liby.so", "libx.so"),
+		tt.Dir("usr/lib"), tt.File("usr/lib/libx.so", "x"), tt.Symlink("usr/lib/liby.so",
+			"libx.so"),
 		tt.Dir("var"), tt.Dir("var/cache"), tt.File("var/cache/a", "a"),
 		tt.Dir("var/cache/b"), tt.File("var/cache/b/c", "c"),
 		tt.Dir("opt"), tt.File("opt/tool", "tool"),

@@ -118,7 +118,8 @@ func readNames(fd int) ([]string, error) {
 func overlayDirToOCI(fd int, rel string, names []string) error {
 	for _, n := range names {
 		if strings.HasPrefix(n, WhiteoutPrefix) {
-			return fmt.Errorf("%q cannot be told from a whiteout: %w", joinName(rel, n), ErrInvalid)
+			return fmt.Errorf("%q cannot be told from a whiteout: %w",
+				joinName(rel, n), ErrInvalid)
 		}
 	}
 	for _, n := range names {
@@ -230,7 +231,8 @@ func ociWhiteoutToOverlay(fd int, n, hidden string, exists bool) error {
 	if err := unix.Mknodat(fd, hidden, unix.S_IFCHR|(st.Mode&0o7777), 0); err != nil {
 		return fmt.Errorf("mknod whiteout: %w", err)
 	}
-	if err := unix.Fchownat(fd, hidden, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	err := unix.Fchownat(fd, hidden, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil {
 		return fmt.Errorf("chown whiteout: %w", err)
 	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}

@@ -50,7 +50,8 @@ func TestParseWhiteout(t *testing.T) {
 			continue
 		}
 		if err != nil || kind != c.kind || name != c.name {
-			t.Errorf("ParseWhiteout(%q) = %v, %q, %v; want %v, %q", c.base, kind, name, err, c.kind, c.name)
+			t.Errorf("ParseWhiteout(%q) = %v, %q, %v; want %v, %q", c.base, kind, name, err,
+				c.kind, c.name)
 		}
 	}
 }
@@ -135,23 +136,28 @@ func TestOCIToOverlayAndBack(t *testing.T) {
 	}
 	oci := fstree.New(
 		file(".wh.gone", "", 0o644),
-		dir_("d", 0o755, fstree.Mtime(t1)), file("d/.wh..wh..opq", "", 0o644), file("d/new", "n", 0o644),
-		dir_("replaced", 0o755), file("replaced/.wh..wh..opq", "", 0o644), file("replaced/x", "x", 0o644),
+		dir_("d", 0o755, fstree.Mtime(t1)), file("d/.wh..wh..opq", "", 0o644), file("d/new",
+			"n", 0o644),
+		dir_("replaced", 0o755), file("replaced/.wh..wh..opq", "", 0o644), file("replaced/x",
+			"x", 0o644),
 		file("file", "new", 0o644),
 		dir_("e", 0o755), file("e/.wh.sub", "", 0o644),
 	)
-	if d := fstree.Diff(oci, snapshotTree(t, dir).Without("."), fstree.IgnoreMtime("./...")); d != "" {
+	if d := fstree.Diff(oci, snapshotTree(t, dir).Without("."),
+		fstree.IgnoreMtime("./...")); d != "" {
 		t.Fatalf("OCI form (-want +got):\n%s", d)
 	}
 	if d := fstree.Diff(fstree.New(dir_("d", 0o755, fstree.Mtime(t1))), snapshotTree(t, dir),
-		fstree.IgnorePaths(".", "d/...", ".wh.gone", "replaced", "replaced/...", "file", "e", "e/...")); d != "" {
+		fstree.IgnorePaths(".", "d/...", ".wh.gone", "replaced", "replaced/...", "file", "e",
+			"e/...")); d != "" {
 		t.Errorf("the conversions moved a directory's time (-want +got):\n%s", d)
 	}
 
 	if err := OCIToOverlay(ctx, dir); err != nil {
 		t.Fatal(err)
 	}
-	if d := fstree.Diff(overlay, snapshotTree(t, dir).Without("."), fstree.IgnoreMtime("./...")); d != "" {
+	if d := fstree.Diff(overlay, snapshotTree(t, dir).Without("."),
+		fstree.IgnoreMtime("./...")); d != "" {
 		t.Errorf("overlay form after a round trip (-want +got):\n%s", d)
 	}
 }
