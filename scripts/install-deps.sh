@@ -29,7 +29,7 @@ fi
 pkgs=(
 	build-essential pkg-config libzfslinux-dev
 	linux-image-amd64 linux-headers-amd64 zfs-dkms zfsutils-linux
-	qemu-system-x86 busybox-static cpio kmod zstd xz-utils util-linux
+	qemu-system-x86 busybox-static cpio kmod zstd xz-utils util-linux e2fsprogs
 	umoci skopeo debootstrap containerd runc tar gzip
 )
 installed() {
