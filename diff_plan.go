@@ -166,65 +166,83 @@ func (p *plan) resolveChildren(n *planNode, dir string) error {
 	return nil
 }
 
+// presence is what the two trees hold at one path.
+type presence struct {
+	inUpper, inLower   bool
+	upperDir, lowerDir bool
+	upper              unix.Stat_t
+}
+
+// look reads what both trees hold at rel. A socket in upper counts as
+// absent: a layer does not carry sockets.
+func (p *plan) look(rel string) (presence, error) {
+	var pr presence
+	var ls unix.Stat_t
+	var err error
+	if pr.inUpper, err = p.upper.exists(rel, &pr.upper); err != nil {
+		return pr, opErr(diffOp, p.upper.path(rel), err)
+	}
+	if pr.inLower, err = p.lower.exists(rel, &ls); err != nil {
+		return pr, opErr(diffOp, p.lower.path(rel), err)
+	}
+	if pr.inUpper && pr.upper.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		pr.inUpper = false
+	}
+	pr.upperDir = pr.inUpper && isDir(&pr.upper)
+	pr.lowerDir = pr.inLower && isDir(&ls)
+	return pr, nil
+}
+
 func (p *plan) resolveNode(n *planNode, rel string) error {
 	if err := p.ctx.Err(); err != nil {
 		return err
 	}
 	if n.resolved {
-		if n.emit && !n.newTree && n.mode&unix.S_IFMT == unix.S_IFDIR || !n.touched {
+		// Only nodes added by completeLinks can wait below a resolved one.
+		if !n.touched || n.emit && !n.newTree && isDirMode(n.mode) {
 			return p.resolveChildren(n, rel)
 		}
 		return nil
 	}
-
-	var us, ls unix.Stat_t
-	inUpper, err := p.upper.exists(rel, &us)
+	pr, err := p.look(rel)
 	if err != nil {
-		return opErr(diffOp, p.upper.path(rel), err)
+		return err
 	}
-	inLower, err := p.lower.exists(rel, &ls)
-	if err != nil {
-		return opErr(diffOp, p.lower.path(rel), err)
-	}
-	// A socket is not carried by a layer: for the diff it is absent.
-	if inUpper && us.Mode&unix.S_IFMT == unix.S_IFSOCK {
-		inUpper = false
-	}
-	upperDir, lowerDir := inUpper && isDir(&us), inLower && isDir(&ls)
-
-	if !n.touched && upperDir && lowerDir {
-		n.resolved = true
+	n.resolved = true
+	if !n.touched && pr.upperDir && pr.lowerDir {
 		return p.resolveChildren(n, rel)
 	}
-	n.touched, n.resolved = true, true
-
-	if inLower && (!inUpper || lowerDir && (!upperDir || n.renamed)) {
-		if err := checkName(rel); err != nil {
-			return opErr(diffOp, p.lower.path(rel), err)
-		}
-		n.whiteout = true
+	n.touched = true
+	if err := p.settle(n, rel, &pr); err != nil {
+		return err
 	}
-	if !inUpper {
-		n.children = nil
-		return nil
-	}
-	if err := checkName(rel); err != nil {
-		return opErr(diffOp, p.upper.path(rel), err)
-	}
-	n.emit = true
-	n.mode, n.nlink, n.id = us.Mode, uint64(us.Nlink), idOf(&us)
-
-	switch {
-	case upperDir && (!lowerDir || n.renamed):
-		n.newTree, n.children = true, nil
-		return nil
-	case upperDir:
+	if n.emit && isDirMode(n.mode) && !n.newTree {
 		if err := p.expand(n, rel); err != nil {
 			return err
 		}
 		return p.resolveChildren(n, rel)
 	}
 	n.children = nil
+	return nil
+}
+
+// settle decides what the layer writes for the touched path rel.
+func (p *plan) settle(n *planNode, rel string, pr *presence) error {
+	if pr.inLower && (!pr.inUpper || pr.lowerDir && (!pr.upperDir || n.renamed)) {
+		if err := checkName(rel); err != nil {
+			return opErr(diffOp, p.lower.path(rel), err)
+		}
+		n.whiteout = true
+	}
+	if !pr.inUpper {
+		return nil
+	}
+	if err := checkName(rel); err != nil {
+		return opErr(diffOp, p.upper.path(rel), err)
+	}
+	n.emit = true
+	n.mode, n.nlink, n.id = pr.upper.Mode, uint64(pr.upper.Nlink), idOf(&pr.upper)
+	n.newTree = pr.upperDir && (!pr.lowerDir || n.renamed)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"iter"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"time"
 
@@ -113,9 +114,13 @@ func WriteChanges(ctx context.Context, w io.Writer, lower, upper string,
 	if opts != nil {
 		o = *opts
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Compression != Uncompressed && o.Compression != Gzip && o.Compression != Zstd {
+		return DiffResult{}, opErr(diffOp, upper,
+			fmt.Errorf("%w: compression %v", ErrInvalid, o.Compression))
 	}
 
 	up, err := openTree(upper)
@@ -133,13 +138,39 @@ func WriteChanges(ctx context.Context, w io.Writer, lower, upper string,
 		defer low.close()
 		pl = newPlan(ctx, low, up)
 		if err := pl.build(changes); err != nil {
-			return DiffResult{}, err
+			return DiffResult{}, diffErr(upper, err)
 		}
+		logger.Debug("layer diff planned", "lower", lower, "upper", upper,
+			"changes", pl.listed)
 	}
 
+	res, ew, err := writeLayer(ctx, w, up, pl, &o)
+	if err != nil {
+		return DiffResult{}, diffErr(upper, err)
+	}
+	if ew.sockets > 0 {
+		logger.Debug("sockets left out of the layer", "upper", upper, "count", ew.sockets)
+	}
+	logger.Debug("layer diff written", "upper", upper, "entries", res.Entries,
+		"digest", res.Descriptor.Digest, "diff_id", res.DiffID)
+	return res, nil
+}
+
+// diffErr gives err the form of the package's errors, unless it has it.
+func diffErr(upper string, err error) error {
+	if _, ok := errors.AsType[*Error](err); ok {
+		return err
+	}
+	return opErr(diffOp, upper, err)
+}
+
+// writeLayer writes the tar of pl, or of all of upper when pl is nil,
+// through the compressor and the digests.
+func writeLayer(ctx context.Context, w io.Writer, up *tree, pl *plan,
+	o *DiffOptions) (DiffResult, *entryWriter, error) {
 	out, err := newLayerOutput(w, o.Compression)
 	if err != nil {
-		return DiffResult{}, opErr(diffOp, upper, err)
+		return DiffResult{}, nil, err
 	}
 	ew := &entryWriter{
 		ctx:      ctx,
@@ -152,27 +183,19 @@ func WriteChanges(ctx context.Context, w io.Writer, lower, upper string,
 	if pl == nil {
 		err = ew.tree("")
 	} else {
-		log.Debug("layer diff planned", "lower", lower, "upper", upper,
-			"changes", pl.listed)
 		err = pl.write(ew)
 	}
 	if err == nil {
 		err = ew.tw.Close()
 	}
-	if err == nil {
-		err = out.close()
+	// Closed on error too: the zstd encoder holds resources until then.
+	if cerr := out.close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
-		if _, ok := errors.AsType[*Error](err); !ok {
-			err = opErr(diffOp, upper, err)
-		}
-		return DiffResult{}, err
+		return DiffResult{}, ew, err
 	}
-
-	if ew.sockets > 0 {
-		log.Debug("sockets left out of the layer", "upper", upper, "count", ew.sockets)
-	}
-	res := DiffResult{
+	return DiffResult{
 		Descriptor: ocispec.Descriptor{
 			MediaType: o.Compression.MediaType(),
 			Digest:    digest.NewDigest(digest.SHA256, out.blobHash),
@@ -180,10 +203,7 @@ func WriteChanges(ctx context.Context, w io.Writer, lower, upper string,
 		},
 		DiffID:  digest.NewDigest(digest.SHA256, out.tarHash),
 		Entries: ew.entries,
-	}
-	log.Debug("layer diff written", "upper", upper, "entries", res.Entries,
-		"tar_bytes", out.tarSize.n, "digest", res.Descriptor.Digest)
-	return res, nil
+	}, ew, nil
 }
 
 // build reads the change list and settles the plan.
@@ -287,10 +307,11 @@ func newLayerOutput(w io.Writer, c Compression) (*layerOutput, error) {
 }
 
 func (o *layerOutput) close() error {
-	if err := o.tar.Flush(); err != nil {
-		return err
+	err := o.tar.Flush()
+	if cerr := o.comp.Close(); err == nil {
+		err = cerr
 	}
-	return o.comp.Close()
+	return err
 }
 
 // entryWriter writes tar entries read from upper.
@@ -379,12 +400,21 @@ func (ew *entryWriter) entry(rel string) (isDir bool, err error) {
 		return false, nil
 	}
 
-	hdr, err := ew.header(rel, &st)
+	// A regular file is opened first: its descriptor serves for the
+	// extended attributes as well as the content.
+	var f *os.File
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if f, err = ew.upper.open(rel, &st); err != nil {
+			return false, opErr(diffOp, ew.upper.path(rel), err)
+		}
+		defer f.Close()
+	}
+	hdr, err := ew.header(rel, &st, f)
 	if err == nil {
 		err = ew.tw.WriteHeader(hdr)
 	}
 	if err == nil && hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
-		err = ew.content(rel, &st)
+		err = ew.content(f, st.Size)
 	}
 	if err != nil {
 		return false, opErr(diffOp, ew.upper.path(rel), err)
@@ -394,8 +424,9 @@ func (ew *entryWriter) entry(rel string) (isDir bool, err error) {
 }
 
 // header describes rel for the tar; for a later name of a multiply-linked
-// inode, as a hard link to the first.
-func (ew *entryWriter) header(rel string, st *unix.Stat_t) (*tar.Header, error) {
+// inode, as a hard link to the first. f is the open file of a regular
+// file, nil for other types.
+func (ew *entryWriter) header(rel string, st *unix.Stat_t, f *os.File) (*tar.Header, error) {
 	hdr := &tar.Header{
 		Name:    rel,
 		Mode:    int64(st.Mode & 0o7777),
@@ -437,7 +468,13 @@ func (ew *entryWriter) header(rel string, st *unix.Stat_t) (*tar.Header, error) 
 		return nil, fmt.Errorf("%w: file type %#o", ErrInvalid, st.Mode&unix.S_IFMT)
 	}
 
-	xs, err := ew.upper.xattrs(rel)
+	var xs []xattr
+	var err error
+	if f != nil {
+		xs, err = fxattrs(f)
+	} else {
+		xs, err = ew.upper.xattrs(rel)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -452,24 +489,19 @@ func (ew *entryWriter) header(rel string, st *unix.Stat_t) (*tar.Header, error) 
 
 // content copies a regular file's bytes into the tar: exactly the size its
 // header announced, or an error if the file is shorter now.
-func (ew *entryWriter) content(rel string, st *unix.Stat_t) error {
-	f, err := ew.upper.open(rel, st)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+func (ew *entryWriter) content(f *os.File, size int64) error {
 	if ew.buf == nil {
 		ew.buf = make([]byte, copyBuffer)
 	}
 	// The struct hides the tar writer's ReadFrom, which would copy through
 	// a small buffer of its own.
 	n, err := io.CopyBuffer(struct{ io.Writer }{ew.tw},
-		io.LimitReader(ctxReader{ew.ctx, f}, st.Size), ew.buf)
+		io.LimitReader(ctxReader{ew.ctx, f}, size), ew.buf)
 	if err != nil {
 		return err
 	}
-	if n != st.Size {
-		return fmt.Errorf("file shrank while being read: %d of %d bytes", n, st.Size)
+	if n != size {
+		return fmt.Errorf("file shrank while being read: %d of %d bytes", n, size)
 	}
 	return nil
 }

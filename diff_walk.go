@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"iter"
+	"os"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -278,6 +279,9 @@ func (w *walker) differs(rel string, ls, us *unix.Stat_t) (bool, error) {
 		}
 	}
 
+	if typ == unix.S_IFREG {
+		return w.fileDiffers(rel, ls, us)
+	}
 	lx, err := w.lower.xattrs(rel)
 	if err != nil {
 		return false, opErr(walkOp, w.lower.path(rel), err)
@@ -286,23 +290,12 @@ func (w *walker) differs(rel string, ls, us *unix.Stat_t) (bool, error) {
 	if err != nil {
 		return false, opErr(walkOp, w.upper.path(rel), err)
 	}
-	if !slices.Equal(lx, ux) {
-		return true, nil
-	}
-
-	if typ == unix.S_IFREG && us.Size > 0 {
-		return w.contentDiffers(rel, ls, us)
-	}
-	return false, nil
+	return !slices.Equal(lx, ux), nil
 }
 
-// compareChunk is how much of each file contentDiffers reads at a time.
-const compareChunk = 128 << 10
-
-// contentDiffers reads a regular file in both trees and compares the bytes:
-// the only way to see a change that kept the size and the modification
-// time (a write followed by touch -r, or within the time's granularity).
-func (w *walker) contentDiffers(rel string, ls, us *unix.Stat_t) (bool, error) {
+// fileDiffers compares the extended attributes and content of a regular
+// file whose metadata match, through descriptors opened once for both.
+func (w *walker) fileDiffers(rel string, ls, us *unix.Stat_t) (bool, error) {
 	lf, err := w.lower.open(rel, ls)
 	if err != nil {
 		return false, opErr(walkOp, w.lower.path(rel), err)
@@ -314,6 +307,30 @@ func (w *walker) contentDiffers(rel string, ls, us *unix.Stat_t) (bool, error) {
 	}
 	defer uf.Close()
 
+	lx, err := fxattrs(lf)
+	if err != nil {
+		return false, opErr(walkOp, w.lower.path(rel), err)
+	}
+	ux, err := fxattrs(uf)
+	if err != nil {
+		return false, opErr(walkOp, w.upper.path(rel), err)
+	}
+	if !slices.Equal(lx, ux) {
+		return true, nil
+	}
+	if us.Size == 0 {
+		return false, nil
+	}
+	return w.contentDiffers(rel, lf, uf)
+}
+
+// compareChunk is how much of each file contentDiffers reads at a time.
+const compareChunk = 128 << 10
+
+// contentDiffers reads a regular file in both trees and compares the bytes:
+// the only way to see a change that kept the size and the modification
+// time (a write followed by touch -r, or within the time's granularity).
+func (w *walker) contentDiffers(rel string, lf, uf *os.File) (bool, error) {
 	if w.bufA == nil {
 		w.bufA, w.bufB = make([]byte, compareChunk), make([]byte, compareChunk)
 	}

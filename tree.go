@@ -314,14 +314,32 @@ func (t *tree) xattrs(rel string) ([]xattr, error) {
 		return nil, ignoreNoXattr(err)
 	}
 
+	return readXattrs(list, func(name string, b []byte) (int, error) {
+		if follow {
+			return unix.Getxattr(p, name, b)
+		}
+		return unix.Lgetxattr(p, name, b)
+	})
+}
+
+// fxattrs returns the extended attributes of the open file f, sorted by
+// name: cheaper than a lookup by name when the file is open anyway.
+func fxattrs(f *os.File) ([]xattr, error) {
+	fd := int(f.Fd())
+	list, err := xattrCall(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) })
+	if err != nil || len(list) == 0 {
+		return nil, ignoreNoXattr(err)
+	}
+	return readXattrs(list, func(name string, b []byte) (int, error) {
+		return unix.Fgetxattr(fd, name, b)
+	})
+}
+
+// readXattrs reads the values of a NUL-separated list of names.
+func readXattrs(list []byte, get func(string, []byte) (int, error)) ([]xattr, error) {
 	var out []xattr
 	for name := range strings.SplitSeq(strings.TrimSuffix(string(list), "\x00"), "\x00") {
-		v, err := xattrCall(func(b []byte) (int, error) {
-			if follow {
-				return unix.Getxattr(p, name, b)
-			}
-			return unix.Lgetxattr(p, name, b)
-		})
+		v, err := xattrCall(func(b []byte) (int, error) { return get(name, b) })
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed between the list and the read
 		}

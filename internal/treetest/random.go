@@ -12,11 +12,11 @@ import (
 	"time"
 )
 
-// names gives random trees some awkward names: spaces, non-ASCII bytes and
-// one long enough to need more than a ustar header.
+// names gives random trees some awkward names: spaces, UTF-8, bytes that
+// are not UTF-8 and one long enough to need more than a ustar header.
 var names = []string{
 	"a", "b", "bin", "etc", "lib", "x.conf", "with space", "caf\u00e9",
-	"dot.", "-dash", strings.Repeat("long", 30),
+	"dot.", "-dash", strings.Repeat("long", 30), "raw\xff\xfe",
 }
 
 func pick[T any](r *rand.Rand, s []T) T { return s[r.IntN(len(s))] }
