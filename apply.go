@@ -115,10 +115,11 @@ const progressEvery = 8 << 20
 //
 // ApplyDir is not atomic: on error, dir holds part of the layer. The
 // caller undoes that, as the ZFS layer store does by rolling back to a
-// snapshot. Memory stays flat in the size of the layer's contents; what
-// grows is one record per entry of the layer's own paths, needed for the
-// whiteout rules, and one per directory for its times: about 60 bytes
-// plus the name each.
+// snapshot. Memory stays flat in the size of the layer's contents (about
+// 3 MiB of buffers); what grows is a record of each path the layer
+// writes, needed for the whiteout rules, and the times of each directory,
+// set at the end: about 60 bytes plus the name for each, so a layer of
+// 100,000 files peaks near 20 MiB of heap.
 func ApplyDir(ctx context.Context, dir string, r io.Reader,
 	opts *ApplyOptions) (ApplyResult, error) {
 	var o ApplyOptions
