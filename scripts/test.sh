@@ -28,14 +28,27 @@ command -v go >/dev/null || die "no go command in PATH or /usr/local/go/bin"
 # One test binary at a time: on two cores a second guest gained about a
 # tenth in time, and a single one keeps -v output streaming.
 flags=(-count=1 -p 1 -timeout 45m)
+default=0
 if (($# == 0)); then
+	default=1
 	set -- -race ./...
 fi
 
+exec_flags=()
 if [[ -e /dev/zfs ]]; then
 	echo "test.sh: /dev/zfs exists: tests run on this machine" >&2
-	exec go test "${flags[@]}" "$@"
+else
+	boot=$(scripts/testbed/build-initrd) || die "cannot prepare the test bed's kernel and initrd"
+	echo "test.sh: test binaries run in a QEMU guest booting $(head -n1 <<<"$boot")" >&2
+	exec_flags=(-exec "$PWD/scripts/guest-exec")
 fi
-boot=$(scripts/testbed/build-initrd) || die "cannot prepare the test bed's kernel and initrd"
-echo "test.sh: test binaries run in a QEMU guest booting $(head -n1 <<<"$boot")" >&2
-exec go test "${flags[@]}" -exec "$PWD/scripts/guest-exec" "$@"
+
+# The library's module, then the containerd snapshotter's, which is a
+# module of its own so that containerd stays out of the library's graph.
+status=0
+go test "${flags[@]}" "${exec_flags[@]}" "$@" || status=1
+if ((default)); then
+	(cd examples/containerd-snapshotter &&
+		go test "${flags[@]}" "${exec_flags[@]}" ./...) || status=1
+fi
+exit $status
