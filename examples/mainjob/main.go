@@ -1,11 +1,21 @@
-// Command mainjob walks through what a container runtime does with zlayer:
-// a pool, a base layer, a child layer and a container's writable clone,
-// and what each costs on disk.
+// Command mainjob does what a container runtime and an image builder do
+// with zlayer, end to end:
 //
-// Run with no arguments it works on an embedded default: a pool on a
-// sparse file in a temporary folder, destroyed at the end. It needs ZFS
-// (/dev/zfs); scripts/run-mainjob.sh runs it inside the test bed's guest on
-// machines without it.
+//  1. read an OCI image layout (-image, -ref), verifying every blob;
+//  2. unpack each layer into a zlayer layer keyed by its chain id, reusing
+//     layers the store holds already and refusing a layer whose digest or
+//     diff id is not the one the image names;
+//  3. make a container's writable clone of the top layer and change files
+//     in it (added, modified, deleted, renamed, a mode change);
+//  4. diff the clone against its layer into a gzip layer blob and commit
+//     it as a new layer;
+//  5. write the new image (blob, config with the extra diff id and a
+//     history entry, manifest, index entry) into an output layout (-out).
+//
+// Run with no arguments it uses a small image it generates and a pool on
+// a sparse file in a temporary folder, destroyed at the end (-keep keeps
+// it). It needs ZFS (/dev/zfs); scripts/run-mainjob.sh runs it inside the
+// test bed's guest on machines without it. docs/mainjob.md has the flags.
 package main
 
 import (
@@ -14,156 +24,39 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"text/tabwriter"
-
-	"github.com/zlayer/zlayer"
+	"os/signal"
+	"syscall"
 )
 
 func main() {
-	var (
-		dir     = flag.String("dir", "", "folder for the pool's file (default: a new temporary folder)")
-		pool    = flag.String("pool", "zlayermain", "name of the pool to create")
-		keep    = flag.Bool("keep", false, "keep the pool instead of destroying it at the end")
-		verbose = flag.Bool("v", false, "log the library's debug messages")
-	)
+	var o options
+	flag.StringVar(&o.image, "image", "", "OCI image layout to read (default: a generated sample image)")
+	flag.StringVar(&o.ref, "ref", "", "image in the layout, by its ref name (default: the layout's only image)")
+	flag.StringVar(&o.out, "out", "", "OCI layout to write the new image to (default: a new temporary folder)")
+	flag.StringVar(&o.outRef, "out-ref", "latest", "ref name of the new image in -out")
+	flag.StringVar(&o.pool, "pool", "", "existing pool to use (default: a new pool on a file)")
+	flag.StringVar(&o.root, "root", "", "store root dataset in the pool (default: POOL/zlayer)")
+	flag.StringVar(&o.dir, "dir", "", "folder for the new pool's file (default: a new temporary folder)")
+	flag.Int64Var(&o.poolSize, "pool-size", 4<<30, "size in bytes of the new pool's sparse file")
+	flag.BoolVar(&o.keep, "keep", false, "keep the new pool and its folder instead of destroying them")
+	verbose := flag.Bool("v", false, "log debug messages, the library's included")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "mainjob: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(context.Background(), log, *dir, *pool, *keep); err != nil {
-		fmt.Fprintln(os.Stderr, "mainjob:", err)
+	o.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	o.stdout, o.progress = os.Stdout, os.Stderr
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "mainjob: failed:", err)
 		os.Exit(1)
 	}
-}
-
-func run(ctx context.Context, log *slog.Logger, dir, poolName string, keep bool) (err error) {
-	if err := zlayer.Available(); err != nil {
-		return err
-	}
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "zlayer-mainjob-"); err != nil {
-			return err
-		}
-		if !keep {
-			defer os.RemoveAll(dir)
-		}
-	}
-	pool, err := zlayer.CreateFilePool(ctx, poolName, dir, &zlayer.FilePoolOptions{Size: 1 << 30})
-	if err != nil {
-		return err
-	}
-	log.Info("created pool", "pool", pool.Name(), "dir", dir)
-	if !keep {
-		defer func() {
-			if derr := pool.Destroy(ctx); derr != nil && err == nil {
-				err = derr
-			}
-		}()
-	}
-	store, err := zlayer.OpenStore(ctx, pool, &zlayer.StoreOptions{Logger: log})
-	if err != nil {
-		return err
-	}
-
-	base, err := layerWith(ctx, store, "base", "", map[string]string{
-		"etc/os-release": "NAME=zlayer-demo\n",
-		"usr/share/big":  string(make([]byte, 8<<20)),
-	})
-	if err != nil {
-		return err
-	}
-	child, err := layerWith(ctx, store, "child", base.ID, map[string]string{
-		"etc/motd": "built on zlayer\n",
-	})
-	if err != nil {
-		return err
-	}
-	ctr, err := store.CreateClone(ctx, "container", child.ID, &zlayer.CloneOptions{Quota: 256 << 20})
-	if err != nil {
-		return err
-	}
-	if err := write(ctx, store, ctr.ID, map[string]string{"tmp/scratch": "written by the container\n"}); err != nil {
-		return err
-	}
-	spec, err := store.MountSpec(ctx, ctr.ID, false)
-	if err != nil {
-		return err
-	}
-
-	if err := pool.Sync(ctx); err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "WHAT\tID\tPARENT\tDATASET\tUSED\tREFERENCED")
-	for _, row := range []struct{ what, id, parent, ds string }{
-		{"base layer", base.ID, "-", base.Dataset},
-		{"child layer", child.ID, child.Parent, child.Dataset},
-		{"container clone", ctr.ID, ctr.Layer, ctr.Dataset},
-	} {
-		u, err := store.Usage(ctx, row.id)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", row.what, row.id, row.parent, row.ds,
-			size(u.Used), size(u.Referenced))
-	}
-	w.Flush()
-	fmt.Printf("\ncontainer mount: type %s, source %s, options %v\n", spec.Type, spec.Source, spec.Options)
-	return nil
-}
-
-// layerWith creates a layer holding files and commits it.
-func layerWith(ctx context.Context, s *zlayer.Store, id, parent string, files map[string]string) (*zlayer.Layer, error) {
-	if _, err := s.CreateLayer(ctx, id, parent, nil); err != nil {
-		return nil, err
-	}
-	if err := write(ctx, s, id, files); err != nil {
-		return nil, err
-	}
-	return s.Commit(ctx, id)
-}
-
-// write mounts a layer or clone and writes files into it.
-func write(ctx context.Context, s *zlayer.Store, id string, files map[string]string) (err error) {
-	tmp, err := os.MkdirTemp("", "zlayer-mnt-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	target := filepath.Join(tmp, "root")
-	if err := s.Mount(ctx, id, target, nil); err != nil {
-		return err
-	}
-	defer func() {
-		if uerr := s.Unmount(ctx, target); uerr != nil && err == nil {
-			err = uerr
-		}
-	}()
-	root, err := os.OpenRoot(target)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	for name, data := range files {
-		if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-			return err
-		}
-		if err := root.WriteFile(name, []byte(data), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func size(n uint64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
