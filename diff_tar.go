@@ -283,23 +283,28 @@ func (nopCloser) Close() error { return nil }
 const outputBuffer = 256 << 10
 
 func newLayerOutput(w io.Writer, c Compression) (*layerOutput, error) {
-	o := &layerOutput{tarHash: sha256.New(), blobHash: sha256.New()}
-	blob := io.MultiWriter(w, o.blobHash, &o.blobSize)
-	switch c {
-	case Uncompressed:
-		o.comp = nopCloser{blob}
-	case Gzip:
-		o.comp = gzip.NewWriter(blob)
-	case Zstd:
-		// A fixed concurrency: the encoder's output is the same for the
-		// same input only under the same options.
-		zw, err := zstd.NewWriter(blob, zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			return nil, err
+	o := &layerOutput{tarHash: sha256.New()}
+	if c == Uncompressed {
+		// The blob is the tar: one digest serves for both.
+		o.blobHash = o.tarHash
+		o.comp = nopCloser{io.MultiWriter(w, &o.blobSize)}
+	} else {
+		o.blobHash = sha256.New()
+		blob := io.MultiWriter(w, o.blobHash, &o.blobSize)
+		switch c {
+		case Gzip:
+			o.comp = gzip.NewWriter(blob)
+		case Zstd:
+			// A fixed concurrency: the encoder's output is the same for
+			// the same input only under the same options.
+			zw, err := zstd.NewWriter(blob, zstd.WithEncoderConcurrency(1))
+			if err != nil {
+				return nil, err
+			}
+			o.comp = zw
+		default:
+			return nil, fmt.Errorf("%w: compression %v", ErrInvalid, c)
 		}
-		o.comp = zw
-	default:
-		return nil, fmt.Errorf("%w: compression %v", ErrInvalid, c)
 	}
 	tarSide := io.MultiWriter(o.comp, o.tarHash, &o.tarSize)
 	o.tar = bufio.NewWriterSize(tarSide, outputBuffer)
