@@ -96,9 +96,10 @@ func DiffDirs(ctx context.Context, w io.Writer, lower, upper string,
 // The tar is the same bytes for the same trees: entries are sorted by path,
 // a directory before what it holds and, in each directory, whiteouts
 // before the other entries; headers use the PAX format with numeric owners
-// and no user or group names; modification times are whole seconds
-// (truncated), with no access or change times; extended attributes are
-// SCHILY.xattr records, sorted. Compressed output is the same bytes for the
+// and no user or group names; modification times keep their nanoseconds
+// (a PAX record where they are not whole seconds), so a layer rebuilt from
+// its diff has the same times; no access or change times; extended
+// attributes are SCHILY.xattr records, sorted. Compressed output is the same bytes for the
 // same tar and library version.
 //
 // Everything is done in one pass: the tar is compressed and both digests
@@ -437,7 +438,7 @@ func (ew *entryWriter) header(rel string, st *unix.Stat_t, f *os.File) (*tar.Hea
 		Mode:    int64(st.Mode & 0o7777),
 		Uid:     int(st.Uid),
 		Gid:     int(st.Gid),
-		ModTime: time.Unix(st.Mtim.Sec, 0),
+		ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
 		Format:  tar.FormatPAX,
 	}
 	if multiLinked(st.Mode, uint64(st.Nlink)) {

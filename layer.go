@@ -158,6 +158,11 @@ func (s *Store) create(ctx context.Context, op, id, parent string, m meta, quota
 	if err != nil {
 		return nil, opErr(op, ds, err)
 	}
+	if parent != "" {
+		if err := s.checkID(parent); err != nil {
+			return nil, opErr(op, ds, fmt.Errorf("parent: %w", err))
+		}
+	}
 	// lzc_clone of OpenZFS 2.1 returns success for a name that exists
 	// and leaves that dataset alone, so existence is checked first; the
 	// id lock keeps the check and the creation together in this process.

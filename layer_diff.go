@@ -9,10 +9,11 @@ import (
 	"io"
 	"iter"
 	"os"
+	"path"
 	"path/filepath"
 
+	"github.com/moby/sys/mountinfo"
 	"github.com/zlayer/zlayer/internal/zfs"
-	"golang.org/x/sys/unix"
 )
 
 // diffSource is a layer or clone and its parent, mounted read-only for
@@ -74,23 +75,23 @@ func (s *Store) openDiff(ctx context.Context, id string) (d *diffSource, err err
 		})
 	}
 
-	d.mnt = filepath.Join(tmp, "upper")
-	if err := s.privateMount(d, m.dataset, d.mnt, committed || m.readOnly); err != nil {
+	mnt := filepath.Join(tmp, "upper")
+	if err := s.privateMount(d, m.dataset, mnt, committed || m.readOnly); err != nil {
 		return nil, err
 	}
-	d.upper = d.mnt
+	// libzfs prints paths under the first mount of the dataset it finds,
+	// which is the caller's when a container has its clone mounted.
+	if d.mnt, err = firstMount(m.dataset); err != nil {
+		return nil, opErr("diff", m.dataset, err)
+	}
+	d.upper = mnt
 	if !committed {
-		// The snapshot is read through the control directory, which the
-		// kernel mounts on first use; it must go before the dataset can.
-		d.upper = filepath.Join(d.mnt, ".zfs", "snapshot", d.to[len(m.dataset)+1:])
-		upper := d.upper
-		d.undo = append(d.undo, func() error {
-			if err := unix.Unmount(upper, 0); err != nil && !errors.Is(err, unix.EINVAL) &&
-				!errors.Is(err, unix.ENOENT) {
-				return opErr("unmount", upper, mountErr(err))
-			}
-			return nil
-		})
+		// The snapshot itself is mounted: its content cannot change
+		// under the writer, and no path through .zfs is involved.
+		d.upper = filepath.Join(tmp, "snapshot")
+		if err := s.privateMount(d, d.to, d.upper, true); err != nil {
+			return nil, err
+		}
 	}
 	if m.parent == "" {
 		return d, nil
@@ -188,7 +189,7 @@ func (s *Store) Diff(ctx context.Context, id string, w io.Writer, opts *DiffOpti
 	if err != nil {
 		return DiffResult{}, err
 	}
-	res, err := WriteChanges(ctx, w, d.lower, d.upper, d.changes(ctx), opts)
+	res, err := WriteChanges(ctx, w, d.lower, d.upper, withParents(d.changes(ctx)), opts)
 	if cerr := d.close(); cerr != nil {
 		s.log.Warn("cleanup after diff failed", "id", id, "err", cerr)
 	}
@@ -196,4 +197,52 @@ func (s *Store) Diff(ctx context.Context, id string, w io.Writer, opts *DiffOpti
 		return DiffResult{}, opErr("diff", s.dataset(id), err)
 	}
 	return res, nil
+}
+
+// withParents adds the directories above every changed path as
+// modifications. Applying a layer rewrites entries inside directories it
+// does not mention, which changes their times; carrying each parent in the
+// tar lets the applier set them back, so a layer rebuilt from its diff has
+// the same directory times as the original.
+func withParents(changes iter.Seq2[Change, error]) iter.Seq2[Change, error] {
+	return func(yield func(Change, error) bool) {
+		seen := map[string]bool{}
+		for c, err := range changes {
+			if err != nil {
+				yield(c, err)
+				return
+			}
+			// A deletion's directory, where it still exists, is itself
+			// reported as modified.
+			if c.Kind != ChangeDelete {
+				for dir := path.Dir(c.Path); dir != "." && !seen[dir]; dir = path.Dir(dir) {
+					seen[dir] = true
+					if !yield(Change{Kind: ChangeModify, Path: dir, Type: FileDir}, nil) {
+						return
+					}
+				}
+			}
+			if !yield(c, nil) {
+				return
+			}
+		}
+	}
+}
+
+// firstMount returns where dataset ds is mounted first in the mount table,
+// as libzfs looks it up.
+func firstMount(ds string) (string, error) {
+	ms, err := mountinfo.GetMounts(func(i *mountinfo.Info) (skip, stop bool) {
+		if i.FSType == "zfs" && i.Source == ds {
+			return false, true
+		}
+		return true, false
+	})
+	if err != nil {
+		return "", err
+	}
+	if len(ms) == 0 {
+		return "", fmt.Errorf("%q is not mounted: %w", ds, ErrNotFound)
+	}
+	return ms[0].Mountpoint, nil
 }
