@@ -42,7 +42,6 @@ func newStore(t testing.TB) (*Store, *Pool) {
 	return s, p
 }
 
-
 // mustLayer creates and commits a layer whose content fill writes.
 func mustLayer(t testing.TB, s *Store, id, parent string, fill func(dir string)) *Layer {
 	t.Helper()

@@ -26,11 +26,11 @@ const (
 
 // Error is a failed libzfs or libzfs_core call.
 type Error struct {
-	Op   string        // the call, such as "lzc_clone"
-	Name string        // the dataset, snapshot or pool
-	Code int           // libzfs's EZFS_* code, or 0
-	Err  error         // the errno or libzfs's description
-	Kind Kind          // the class of failure
+	Op   string // the call, such as "lzc_clone"
+	Name string // the dataset, snapshot or pool
+	Code int    // libzfs's EZFS_* code, or 0
+	Err  error  // the errno or libzfs's description
+	Kind Kind   // the class of failure
 }
 
 func (e *Error) Error() string {
