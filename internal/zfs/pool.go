@@ -67,31 +67,26 @@ func datasetProp(name string) (golibzfs.Prop, bool) {
 
 // Pool reads a pool's health and space. It fails with KindNotFound when no
 // imported pool has that name.
-func Pool(name string) (*PoolStatus, error) {
-	if err := lockPools(); err != nil {
-		return nil, err
-	}
-	defer mu.Unlock()
-	p, err := golibzfs.PoolOpen(name)
-	if err != nil {
-		return nil, &Error{Op: "zpool_open", Name: name, Kind: KindNotFound, Err: err}
-	}
-	defer p.Close()
-	num := func(prop golibzfs.Prop) uint64 {
-		v, _ := strconv.ParseUint(p.Properties[prop].Value, 10, 64)
-		return v
-	}
-	return &PoolStatus{
-		Name:      name,
-		Health:    p.Properties[golibzfs.PoolPropHealth].Value,
-		Size:      num(golibzfs.PoolPropSize),
-		Allocated: num(golibzfs.PoolPropAllocated),
-		Free:      num(golibzfs.PoolPropFree),
-	}, nil
+func Pool(name string) (st *PoolStatus, err error) {
+	err = withPool(name, func(p *golibzfs.Pool) error {
+		num := func(prop golibzfs.Prop) uint64 {
+			v, _ := strconv.ParseUint(p.Properties[prop].Value, 10, 64)
+			return v
+		}
+		st = &PoolStatus{
+			Name:      name,
+			Health:    p.Properties[golibzfs.PoolPropHealth].Value,
+			Size:      num(golibzfs.PoolPropSize),
+			Allocated: num(golibzfs.PoolPropAllocated),
+			Free:      num(golibzfs.PoolPropFree),
+		}
+		return nil
+	})
+	return st, err
 }
 
-// ExportPool exports a pool; its datasets must be unmounted first.
-func ExportPool(name string, force bool) error {
+// withPool runs fn on an open go-libzfs pool, under the libzfs lock.
+func withPool(name string, fn func(*golibzfs.Pool) error) error {
 	if err := lockPools(); err != nil {
 		return err
 	}
@@ -101,10 +96,17 @@ func ExportPool(name string, force bool) error {
 		return &Error{Op: "zpool_open", Name: name, Kind: KindNotFound, Err: err}
 	}
 	defer p.Close()
-	if err := p.Export(force, "zlayer export"); err != nil {
-		return poolErr("zpool_export", name, err)
-	}
-	return nil
+	return fn(&p)
+}
+
+// ExportPool exports a pool; its datasets must be unmounted first.
+func ExportPool(name string, force bool) error {
+	return withPool(name, func(p *golibzfs.Pool) error {
+		if err := p.Export(force, "zlayer export"); err != nil {
+			return poolErr("zpool_export", name, err)
+		}
+		return nil
+	})
 }
 
 // ImportPool imports the pool called name found on devices or files in
@@ -128,17 +130,10 @@ func ImportPool(name string, dirs []string) error {
 
 // DestroyPool destroys a pool and everything in it.
 func DestroyPool(name string) error {
-	if err := lockPools(); err != nil {
-		return err
-	}
-	defer mu.Unlock()
-	p, err := golibzfs.PoolOpen(name)
-	if err != nil {
-		return &Error{Op: "zpool_open", Name: name, Kind: KindNotFound, Err: err}
-	}
-	defer p.Close()
-	if err := p.Destroy("zlayer destroy"); err != nil {
-		return poolErr("zpool_destroy", name, err)
-	}
-	return nil
+	return withPool(name, func(p *golibzfs.Pool) error {
+		if err := p.Destroy("zlayer destroy"); err != nil {
+			return poolErr("zpool_destroy", name, err)
+		}
+		return nil
+	})
 }

@@ -32,17 +32,26 @@ type Props struct {
 
 // Get reads the properties of one dataset or snapshot: a single open of
 // that object, whatever else the pool holds.
-func Get(name string) (*Props, error) {
+func Get(name string) (p *Props, err error) {
+	err = withDataset(name, func(zhp *C.zfs_handle_t) error {
+		p = readProps(zhp)
+		return nil
+	})
+	return p, err
+}
+
+// withDataset runs fn on an open handle of name, under the libzfs lock.
+func withDataset(name string, fn func(*C.zfs_handle_t) error) error {
 	if err := lock(); err != nil {
-		return nil, err
+		return err
 	}
 	defer mu.Unlock()
 	zhp, err := openLocked(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer C.zfs_close(zhp)
-	return readProps(zhp), nil
+	return fn(zhp)
 }
 
 func openLocked(name string) (*C.zfs_handle_t, error) {
@@ -108,43 +117,29 @@ func strProp(zhp *C.zfs_handle_t, prop C.zfs_prop_t, list bool) []string {
 
 // Set sets properties of a dataset in one call.
 func Set(name string, props []Prop) error {
-	if err := lock(); err != nil {
-		return err
-	}
-	defer mu.Unlock()
-	zhp, err := openLocked(name)
-	if err != nil {
-		return err
-	}
-	defer C.zfs_close(zhp)
-	nvl, err := propList("zfs_prop_set_list", name, props, false)
-	if err != nil {
-		return err
-	}
-	defer C.nvlist_free(nvl)
-	if C.zfs_prop_set_list(zhp, nvl) != 0 {
-		return libErr("zfs_prop_set_list", name)
-	}
-	return nil
+	return withDataset(name, func(zhp *C.zfs_handle_t) error {
+		nvl, err := propList("zfs_prop_set_list", name, props, false)
+		if err != nil {
+			return err
+		}
+		defer C.nvlist_free(nvl)
+		if C.zfs_prop_set_list(zhp, nvl) != 0 {
+			return libErr("zfs_prop_set_list", name)
+		}
+		return nil
+	})
 }
 
 // Inherit removes a locally set user property.
 func Inherit(name, prop string) error {
-	if err := lock(); err != nil {
-		return err
-	}
-	defer mu.Unlock()
-	zhp, err := openLocked(name)
-	if err != nil {
-		return err
-	}
-	defer C.zfs_close(zhp)
-	cp := C.CString(prop)
-	defer C.free(unsafe.Pointer(cp))
-	if C.zfs_prop_inherit(zhp, cp, C.B_FALSE) != 0 {
-		return libErr("zfs_prop_inherit", name)
-	}
-	return nil
+	return withDataset(name, func(zhp *C.zfs_handle_t) error {
+		cp := C.CString(prop)
+		defer C.free(unsafe.Pointer(cp))
+		if C.zfs_prop_inherit(zhp, cp, C.B_FALSE) != 0 {
+			return libErr("zfs_prop_inherit", name)
+		}
+		return nil
+	})
 }
 
 // Children reads the properties of the direct child filesystems of name.
@@ -161,24 +156,18 @@ func Snapshots(name string) ([]*Props, error) {
 	})
 }
 
-func iterate(name string, it func(*C.zfs_handle_t, *C.zl_handles_t) C.int) ([]*Props, error) {
-	if err := lock(); err != nil {
-		return nil, err
-	}
-	defer mu.Unlock()
-	zhp, err := openLocked(name)
-	if err != nil {
-		return nil, err
-	}
-	defer C.zfs_close(zhp)
-	var hs C.zl_handles_t
-	defer C.zl_handles_free(&hs)
-	if rc := it(zhp, &hs); rc != 0 {
-		return nil, libErr("zfs_iter", name)
-	}
-	out := make([]*Props, 0, int(hs.n))
-	for _, h := range unsafe.Slice(hs.h, int(hs.n)) {
-		out = append(out, readProps(h))
-	}
-	return out, nil
+func iterate(name string, it func(*C.zfs_handle_t, *C.zl_handles_t) C.int) (out []*Props, err error) {
+	err = withDataset(name, func(zhp *C.zfs_handle_t) error {
+		var hs C.zl_handles_t
+		defer C.zl_handles_free(&hs)
+		if rc := it(zhp, &hs); rc != 0 {
+			return libErr("zfs_iter", name)
+		}
+		out = make([]*Props, 0, int(hs.n))
+		for _, h := range unsafe.Slice(hs.h, int(hs.n)) {
+			out = append(out, readProps(h))
+		}
+		return nil
+	})
+	return out, err
 }

@@ -153,6 +153,19 @@ zl_destroy_snaps(const char **snaps, int n, int defer)
 	return (err);
 }
 
+/* Returns ERR, or the first per-item error lzc reported in ERRS. */
+static int
+zl_first_err(int err, nvlist_t *errs)
+{
+	if (errs != NULL) {
+		nvpair_t *p = nvlist_next_nvpair(errs, NULL);
+		if (err == 0 && p != NULL)
+			err = fnvpair_value_int32(p);
+		fnvlist_free(errs);
+	}
+	return (err);
+}
+
 int
 zl_hold_one(const char *snap, const char *tag)
 {
@@ -163,13 +176,7 @@ zl_hold_one(const char *snap, const char *tag)
 	fnvlist_add_string(holds, snap, tag);
 	err = lzc_hold(holds, -1, &errs);
 	fnvlist_free(holds);
-	if (errs != NULL) {
-		nvpair_t *p = nvlist_next_nvpair(errs, NULL);
-		if (err == 0 && p != NULL)
-			err = fnvpair_value_int32(p);
-		fnvlist_free(errs);
-	}
-	return (err);
+	return (zl_first_err(err, errs));
 }
 
 int
@@ -185,13 +192,7 @@ zl_release_one(const char *snap, const char *tag)
 	err = lzc_release(rel, &errs);
 	fnvlist_free(tags);
 	fnvlist_free(rel);
-	if (errs != NULL) {
-		nvpair_t *p = nvlist_next_nvpair(errs, NULL);
-		if (err == 0 && p != NULL)
-			err = fnvpair_value_int32(p);
-		fnvlist_free(errs);
-	}
-	return (err);
+	return (zl_first_err(err, errs));
 }
 
 int
