@@ -173,9 +173,10 @@ func (l *idLocks) lock(id string) func() {
 }
 
 // lock2 takes two id locks in a fixed order, so that two calls locking the
-// same pair cannot deadlock.
+// same pair cannot deadlock. An empty b (no parent) takes a alone, so that
+// base layers are made in parallel.
 func (l *idLocks) lock2(a, b string) func() {
-	if a == b {
+	if a == b || b == "" {
 		return l.lock(a)
 	}
 	if b < a {
