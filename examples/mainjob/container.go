@@ -103,7 +103,7 @@ func diffToBlob(ctx context.Context, s *zlayer.Store, dst *ocilayout.Layout, id 
 	if err != nil {
 		return ocispec.Descriptor{}, "", 0, err
 	}
-	log.Info("diffed the container", "clone", id, "blob", desc.Digest, "size", desc.Size,
+	log.Info("diffed the container's layer", "layer", id, "blob", desc.Digest, "size", desc.Size,
 		"diff_id", res.DiffID, "entries", res.Entries)
 	return desc, res.DiffID, int64(res.Entries), nil
 }

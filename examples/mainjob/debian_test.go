@@ -100,9 +100,8 @@ func TestDebianImage(t *testing.T) {
 	t.Logf("zlayer unpack: %s", time.Since(start).Round(time.Millisecond))
 
 	for i, im := range []*ocilayout.Image{base, img} {
-		want := snapshotDir(t, waits[i]())
-		compareTrees(t, fmt.Sprintf("layer %d", i+1), want, snapshotLayer(t, s, layers[i].ID),
-			src, im.Manifest.Layers)
+		want, got := snapshotPair(t, waits[i](), s, layers[i].ID)
+		compareTrees(t, fmt.Sprintf("layer %d", i+1), want, got, src, im.Manifest.Layers)
 	}
 
 	dst, err := ocilayout.Create(t.TempDir())

@@ -110,6 +110,24 @@ func umociUnpack(tb testing.TB, dir, ref string) (wait func() string) {
 	}
 }
 
+// snapshotPair reads umoci's tree at dir and zlayer's layer id at once:
+// hashing the files of both takes most of a comparison's time.
+func snapshotPair(tb testing.TB, dir string, s *zlayer.Store, id string) (umoci, zl fstree.Tree) {
+	tb.Helper()
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		umoci, err = fstree.Snapshot(dir)
+	}()
+	zl = snapshotLayer(tb, s, id)
+	<-done
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return umoci, zl
+}
+
 // snapshotDir reads a tree, failing the test on error.
 func snapshotDir(tb testing.TB, dir string) fstree.Tree {
 	tb.Helper()

@@ -160,8 +160,8 @@ func checkCommitted(t *testing.T, s *zlayer.Store, src, dst *ocilayout.Layout, i
 	}
 
 	t.Logf("new layer's entries: %q", layerNames(t, dst, last))
-	want := snapshotDir(t, umociUnpack(t, dst.Dir(), "latest")())
-	compareTrees(t, "exported image", want, secondsOnly(snapshotLayer(t, s, c.ID)), dst, got.Manifest.Layers)
+	want, ctr := snapshotPair(t, umociUnpack(t, dst.Dir(), "latest")(), s, c.ID)
+	compareTrees(t, "exported image", want, secondsOnly(ctr), dst, got.Manifest.Layers)
 }
 
 // TestSampleJobChanges checks the container's changes in the new layer.
