@@ -34,6 +34,10 @@ if (($# == 0)); then
 	set -- -race ./...
 fi
 
+# The main job's test compares against a real Debian image, which needs the
+# network to build; the guest has none, so it is built here first.
+scripts/make-debian-image.sh "$PWD/testdata/mainjob/debian-image" >&2
+
 exec_flags=()
 if [[ -e /dev/zfs ]]; then
 	echo "test.sh: /dev/zfs exists: tests run on this machine" >&2
