@@ -138,17 +138,6 @@ func snapshotDir(tb testing.TB, dir string) fstree.Tree {
 	return tree
 }
 
-// secondsOnly truncates a tree's modification times to whole seconds, as
-// a layer written by the library carries them.
-func secondsOnly(t fstree.Tree) fstree.Tree {
-	out := make(fstree.Tree, len(t))
-	for p, e := range t {
-		e.Mtime = e.Mtime.Truncate(time.Second)
-		out[p] = e
-	}
-	return out
-}
-
 // compareTrees reports the entries where got differs from want. The root
 // folder is left out: umoci makes its bundle's root itself, and a layer's
 // root is the dataset's. Modification times are not compared for the
