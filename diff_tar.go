@@ -20,6 +20,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/zlayer/zlayer/internal/ctxio"
 	"golang.org/x/sys/unix"
 )
 
@@ -502,7 +503,7 @@ func (ew *entryWriter) content(f *os.File, size int64) error {
 	// The struct hides the tar writer's ReadFrom, which would copy through
 	// a small buffer of its own.
 	n, err := io.CopyBuffer(struct{ io.Writer }{ew.tw},
-		io.LimitReader(ctxReader{ew.ctx, f}, size), ew.buf)
+		io.LimitReader(ctxio.Reader(ew.ctx, f), size), ew.buf)
 	if err != nil {
 		return err
 	}
@@ -510,17 +511,4 @@ func (ew *entryWriter) content(f *os.File, size int64) error {
 		return fmt.Errorf("file shrank while being read: %d of %d bytes", n, size)
 	}
 	return nil
-}
-
-// ctxReader stops a long copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/zlayer/zlayer/internal/ctxio"
 )
 
 // OpenBlob opens the blob that desc describes. Its reader checks the
@@ -205,7 +206,7 @@ func (l *Layout) WriteBlob(ctx context.Context, mediaType string, r io.Reader) (
 		return ocispec.Descriptor{}, err
 	}
 	defer w.Close()
-	if _, err := io.Copy(w, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(w, ctxio.Reader(ctx, r)); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("write blob: %w", err)
 	}
 	return w.Commit(mediaType, "")
@@ -244,22 +245,9 @@ func (l *Layout) CopyBlob(ctx context.Context, from *Layout, desc ocispec.Descri
 		return err
 	}
 	defer w.Close()
-	if _, err := io.Copy(w, ctxReader{ctx, rc}); err != nil {
+	if _, err := io.Copy(w, ctxio.Reader(ctx, rc)); err != nil {
 		return fmt.Errorf("copy blob %s: %w", desc.Digest, err)
 	}
 	_, err = w.Commit(desc.MediaType, desc.Digest)
 	return err
-}
-
-// ctxReader stops a copy when its context is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
