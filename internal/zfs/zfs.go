@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -40,14 +41,20 @@ var (
 	// mu serialises every use of a libzfs handle.
 	mu sync.Mutex
 
-	hdl     *C.libzfs_handle_t
-	initErr error
-	inited  bool
+	hdl    *C.libzfs_handle_t
+	inited bool
+
+	// ready mirrors inited for readers that do not take mu.
+	ready atomic.Bool
 )
 
-// Available reports whether ZFS can be used from this process. It is cheap
-// after the first call that succeeds.
+// Available reports whether ZFS can be used from this process. Once it has
+// succeeded it takes no lock, so libzfs_core calls never wait behind a
+// long libzfs call such as an iteration.
 func Available() error {
+	if ready.Load() {
+		return nil
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	return startLocked()
@@ -89,6 +96,7 @@ func startLocked() error {
 	C.libzfs_mnttab_cache(h, C.B_FALSE)
 	hdl = h
 	inited = true
+	ready.Store(true)
 	return nil
 }
 
