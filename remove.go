@@ -27,11 +27,12 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 	if err != nil {
 		return opErr("remove", id, err)
 	}
+	var snaps []string
 	if m.state != stateRemoving {
 		if !m.visible() {
 			return opErr("remove", m.dataset, ErrNotFound)
 		}
-		if err := s.checkRemovable(m); err != nil {
+		if snaps, err = s.checkRemovable(m); err != nil {
 			return err
 		}
 		if err := zfs.Set(m.dataset, []zfs.Prop{{Name: propState, Value: stateRemoving}}); err != nil {
@@ -39,45 +40,50 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 		}
 		step("remove-marked")
 	}
-	return s.destroy(ctx, id)
+	return s.destroy(ctx, id, snaps)
 }
 
-// checkRemovable refuses a removal that would break something else.
-func (s *Store) checkRemovable(m *meta) error {
+// checkRemovable refuses a removal that would break something else, and
+// returns the names of the dataset's snapshots for destroy.
+func (s *Store) checkRemovable(m *meta) ([]string, error) {
 	if s.mountedAnywhere(m.dataset) {
-		return opErr("remove", m.dataset, fmt.Errorf("mounted: %w", ErrBusy))
+		return nil, opErr("remove", m.dataset, fmt.Errorf("mounted: %w", ErrBusy))
 	}
 	snaps, err := zfs.Snapshots(m.dataset)
 	if err != nil {
-		return zfsErr("remove", m.dataset, err)
-	}
-	for _, sn := range snaps {
-		if len(sn.Clones) > 0 {
-			return opErr("remove", m.dataset,
-				fmt.Errorf("snapshot %q has clones %s: %w", sn.Name, strings.Join(sn.Clones, ", "), ErrBusy))
-		}
-		if sn.UserRefs > 0 {
-			return opErr("remove", m.dataset, fmt.Errorf("snapshot %q is held: %w", sn.Name, ErrBusy))
-		}
-	}
-	return nil
-}
-
-// destroy destroys a dataset marked for removal and its snapshots. A
-// dataset or snapshot already gone counts as destroyed, so a removal that a
-// crash cut short can be run again.
-func (s *Store) destroy(ctx context.Context, id string) error {
-	ds := s.dataset(id)
-	snaps, err := zfs.Snapshots(ds)
-	if isKind(err, zfs.KindNotFound) {
-		return nil
-	}
-	if err != nil {
-		return zfsErr("remove", ds, err)
+		return nil, zfsErr("remove", m.dataset, err)
 	}
 	names := make([]string, len(snaps))
 	for i, sn := range snaps {
+		if len(sn.Clones) > 0 {
+			return nil, opErr("remove", m.dataset,
+				fmt.Errorf("snapshot %q has clones %s: %w", sn.Name, strings.Join(sn.Clones, ", "), ErrBusy))
+		}
+		if sn.UserRefs > 0 {
+			return nil, opErr("remove", m.dataset, fmt.Errorf("snapshot %q is held: %w", sn.Name, ErrBusy))
+		}
 		names[i] = sn.Name
+	}
+	return names, nil
+}
+
+// destroy destroys a dataset marked for removal and its snapshots, listing
+// them when names is nil. A dataset or snapshot already gone counts as
+// destroyed, so a removal that a crash cut short can be run again.
+func (s *Store) destroy(ctx context.Context, id string, names []string) error {
+	ds := s.dataset(id)
+	if names == nil {
+		snaps, err := zfs.Snapshots(ds)
+		if isKind(err, zfs.KindNotFound) {
+			return nil
+		}
+		if err != nil {
+			return zfsErr("remove", ds, err)
+		}
+		names = make([]string, len(snaps))
+		for i, sn := range snaps {
+			names[i] = sn.Name
+		}
 	}
 	if err := zfs.DestroySnapshots(names, false); err != nil && !isKind(err, zfs.KindNotFound) {
 		return zfsErr("remove", ds, err)

@@ -218,7 +218,7 @@ func (s *Store) recover(ctx context.Context) error {
 		switch {
 		case p.User[propState] == stateRemoving:
 			s.log.Info("finishing interrupted removal", "dataset", p.Name)
-			errs = append(errs, s.destroy(ctx, id))
+			errs = append(errs, s.destroy(ctx, id, nil))
 		case p.User[propCommitting] != "":
 			errs = append(errs, s.recoverCommit(id, p))
 		default:
