@@ -1,6 +1,7 @@
 package zlayer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"iter"
@@ -68,7 +69,7 @@ func (s *Store) Snapshots(ctx context.Context, id string) iter.Seq2[*Snapshot, e
 			yield(nil, zfsErr("list snapshots", m.dataset, err))
 			return
 		}
-		slices.SortFunc(ps, func(a, b *zfs.Props) int { return int(a.CreateTxg) - int(b.CreateTxg) })
+		slices.SortFunc(ps, func(a, b *zfs.Props) int { return cmp.Compare(a.CreateTxg, b.CreateTxg) })
 		for _, p := range ps {
 			name := p.Name[strings.IndexByte(p.Name, '@')+1:]
 			if strings.HasPrefix(name, "zlayer") {
