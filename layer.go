@@ -43,9 +43,12 @@ type Usage struct {
 }
 
 // CreateLayer makes an active layer: a new filesystem when parent is empty,
-// otherwise a clone of the committed parent. Either way the dataset comes
-// into being with all its properties in one step, so no reader ever sees
-// it half-made, and its cost does not depend on the parent's size.
+// otherwise a clone of the committed parent. Either way the dataset and its
+// properties come from one libzfs_core call, and its cost does not depend
+// on the parent's size. ZFS sets the properties in a second transaction of
+// that call; only a machine crash between the two can leave a dataset
+// without them, which the store never shows and OpenStore removes when it
+// is a clone of a commit snapshot.
 func (s *Store) CreateLayer(ctx context.Context, id, parent string, opts *CreateOptions) (*Layer, error) {
 	var o CreateOptions
 	if opts != nil {

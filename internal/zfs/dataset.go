@@ -45,8 +45,9 @@ func propList(op, name string, props []Prop, typed bool) (*C.nvlist_t, error) {
 	return nvl, nil
 }
 
-// CreateFilesystem creates a filesystem with its properties in one step:
-// it is never seen without them.
+// CreateFilesystem creates a filesystem with its properties in one ioctl.
+// The kernel sets them in a transaction after the one that creates the
+// dataset, so a machine crash between the two leaves it without them.
 func CreateFilesystem(name string, props []Prop) error {
 	if err := Available(); err != nil {
 		return err
@@ -62,7 +63,7 @@ func CreateFilesystem(name string, props []Prop) error {
 }
 
 // Clone creates filesystem name from snapshot origin with its properties
-// in one step.
+// in one ioctl, as CreateFilesystem does.
 func Clone(name, origin string, props []Prop) error {
 	if err := Available(); err != nil {
 		return err
