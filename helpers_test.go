@@ -19,7 +19,7 @@ func newPool(t testing.TB, size int64) *Pool {
 	testzfs.Require(t)
 	ctx := context.Background()
 	name := testzfs.PoolName("zt")
-	p, err := CreateFilePool(ctx, name, testzfs.VdevDir(t), &FilePoolOptions{Size: size})
+	p, err := CreateFilePool(ctx, name, t.TempDir(), &FilePoolOptions{Size: size})
 	if err != nil {
 		t.Fatal(err)
 	}

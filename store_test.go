@@ -211,7 +211,7 @@ func TestSnapshotsHoldRollback(t *testing.T) {
 func TestPoolLifecycle(t *testing.T) {
 	testzfs.Require(t)
 	ctx := context.Background()
-	dir := testzfs.VdevDir(t)
+	dir := t.TempDir()
 	name := testzfs.PoolName("zp")
 	p, err := CreateFilePool(ctx, name, dir, &FilePoolOptions{Size: 256 << 20, Vdevs: 2})
 	if err != nil {

@@ -44,7 +44,7 @@ func newPool(tb testing.TB, size int64) *zlayer.Pool {
 	tb.Helper()
 	testzfs.Require(tb)
 	ctx := context.Background()
-	pool, err := zlayer.CreateFilePool(ctx, testzfs.PoolName("zm"), testzfs.VdevDir(tb),
+	pool, err := zlayer.CreateFilePool(ctx, testzfs.PoolName("zm"), tb.TempDir(),
 		&zlayer.FilePoolOptions{Size: size})
 	if err != nil {
 		tb.Fatal(err)

@@ -37,13 +37,6 @@ func PoolName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// VdevDir returns a directory for vdev files: TMPDIR in the test bed's
-// guest is memory-backed, which keeps pools fast.
-func VdevDir(tb testing.TB) string {
-	tb.Helper()
-	return tb.TempDir()
-}
-
 // ZFS runs the zfs command for cross-checks in tests and returns its
 // trimmed output.
 func ZFS(tb testing.TB, args ...string) string {
