@@ -1,7 +1,6 @@
 package main
 
 import (
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -183,17 +182,8 @@ func BenchmarkUnpackDebian(b *testing.B) {
 // size.
 func uncompressedSize(tb testing.TB, l *ocilayout.Layout, ld ocispec.Descriptor) int64 {
 	tb.Helper()
-	rc, err := l.OpenBlob(ld)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer rc.Close()
-	var r io.Reader = rc
-	if ld.MediaType == ocispec.MediaTypeImageLayerGzip {
-		if r, err = gzip.NewReader(rc); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	r, closeBlob := layerTar(tb, l, ld)
+	defer closeBlob()
 	n, err := io.Copy(io.Discard, r)
 	if err != nil {
 		tb.Fatal(err)

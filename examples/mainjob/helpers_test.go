@@ -200,25 +200,35 @@ func implicitDirs(tb testing.TB, l *ocilayout.Layout, layers []ocispec.Descripto
 	return slices.Sorted(maps.Keys(set))
 }
 
-// layerNames lists the cleaned entry names of a gzip or plain layer blob,
-// whiteouts included.
-func layerNames(tb testing.TB, l *ocilayout.Layout, ld ocispec.Descriptor) []string {
+// layerTar opens a gzip or plain layer blob as its uncompressed tar.
+func layerTar(tb testing.TB, l *ocilayout.Layout, ld ocispec.Descriptor) (io.Reader, func()) {
 	tb.Helper()
 	rc, err := l.OpenBlob(ld)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer rc.Close()
-	var r io.Reader = rc
-	if ld.MediaType == ocispec.MediaTypeImageLayerGzip {
+	switch ld.MediaType {
+	case ocispec.MediaTypeImageLayerGzip:
 		zr, err := gzip.NewReader(rc)
 		if err != nil {
+			rc.Close()
 			tb.Fatal(err)
 		}
-		r = zr
-	} else if ld.MediaType != ocispec.MediaTypeImageLayer {
-		tb.Fatalf("layer %s: media type %s not handled here", ld.Digest, ld.MediaType)
+		return zr, func() { rc.Close() }
+	case ocispec.MediaTypeImageLayer:
+		return rc, func() { rc.Close() }
 	}
+	rc.Close()
+	tb.Fatalf("layer %s: media type %s not handled here", ld.Digest, ld.MediaType)
+	return nil, nil
+}
+
+// layerNames lists the cleaned entry names of a gzip or plain layer blob,
+// whiteouts included.
+func layerNames(tb testing.TB, l *ocilayout.Layout, ld ocispec.Descriptor) []string {
+	tb.Helper()
+	r, closeBlob := layerTar(tb, l, ld)
+	defer closeBlob()
 	var names []string
 	tr := tar.NewReader(r)
 	for {
