@@ -59,14 +59,24 @@ func (l *layerProgress) tick(n, entries int64) {
 		size(uint64(rate(n, t.Sub(l.start)))))
 }
 
-// diffDone prints a diff's outcome.
-func (l *layerProgress) diffDone(res zlayer.DiffResult, err error) {
+// finished returns the time since the start, and false when there is
+// nothing more to print: no progress wanted, or err, which it reports.
+func (l *layerProgress) finished(err error) (time.Duration, bool) {
 	if l == nil {
-		return
+		return 0, false
 	}
 	el := l.p.now().Sub(l.start)
 	if err != nil {
 		fmt.Fprintf(l.p.w, "%s: failed after %s\n", l.what, el.Round(time.Millisecond))
+		return el, false
+	}
+	return el, true
+}
+
+// diffDone prints a diff's outcome.
+func (l *layerProgress) diffDone(res zlayer.DiffResult, err error) {
+	el, ok := l.finished(err)
+	if !ok {
 		return
 	}
 	fmt.Fprintf(l.p.w, "%s: done, %s in %d entries, %s\n", l.what,
@@ -75,12 +85,8 @@ func (l *layerProgress) diffDone(res zlayer.DiffResult, err error) {
 
 // done prints the layer's outcome.
 func (l *layerProgress) done(res zlayer.ApplyResult, err error) {
-	if l == nil {
-		return
-	}
-	el := l.p.now().Sub(l.start)
-	if err != nil {
-		fmt.Fprintf(l.p.w, "%s: failed after %s\n", l.what, el.Round(time.Millisecond))
+	el, ok := l.finished(err)
+	if !ok {
 		return
 	}
 	fmt.Fprintf(l.p.w, "%s: done, %s (%s %s) in %d entries, %s, %s/s\n", l.what,
