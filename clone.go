@@ -69,17 +69,7 @@ func (s *Store) Clone(ctx context.Context, id string) (*Clone, error) {
 
 // Clones lists the store's clones in id order.
 func (s *Store) Clones(ctx context.Context) iter.Seq2[*Clone, error] {
-	return func(yield func(*Clone, error) bool) {
-		for m, err := range s.list(ctx) {
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			if m.kind == kindClone && !yield(m.clone(), nil) {
-				return
-			}
-		}
-	}
+	return listKind(s.list(ctx), kindClone, (*meta).clone)
 }
 
 // CommitClone turns clone id into committed layer layerID, whose parent is

@@ -244,13 +244,20 @@ func (s *Store) Layer(ctx context.Context, id string) (*Layer, error) {
 // Layers lists the store's layers in id order. It reads every dataset of
 // the store: use Layer to look one up.
 func (s *Store) Layers(ctx context.Context) iter.Seq2[*Layer, error] {
-	return func(yield func(*Layer, error) bool) {
-		for m, err := range s.list(ctx) {
+	return listKind(s.list(ctx), kindLayer, (*meta).layer)
+}
+
+// listKind keeps the datasets of one kind from a listing, as conv makes
+// them.
+func listKind[T any](all iter.Seq2[*meta, error], kind string, conv func(*meta) T) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
+		for m, err := range all {
 			if err != nil {
-				yield(nil, err)
+				yield(zero, err)
 				return
 			}
-			if m.kind == kindLayer && !yield(m.layer(), nil) {
+			if m.kind == kind && !yield(conv(m), nil) {
 				return
 			}
 		}
