@@ -341,14 +341,18 @@ func (s *Store) Commit(ctx context.Context, id string) (*Layer, error) {
 }
 
 // commit turns dataset m into committed layer target. The steps, each of
-// which recover can finish or undo: mark the commit, make the dataset
-// read-only, take the commit snapshot, rename to target, record the state.
+// which recover can finish or undo: mark the commit and make the dataset
+// read-only, take the commit snapshot, rename to target, record the state
+// and clear the mark.
 func (s *Store) commit(m *meta, target string) (err error) {
 	ds := m.dataset
 	if s.mountedAnywhere(ds) && !m.readOnly {
 		return opErr("commit", ds, fmt.Errorf("mounted read-write: %w", ErrBusy))
 	}
-	if err := zfs.Set(ds, []zfs.Prop{{Name: propCommitting, Value: target}}); err != nil {
+	// Every property write is a ZFS sync task that waits for a
+	// transaction group, so the mark and read-only go in one.
+	mark := []zfs.Prop{{Name: propCommitting, Value: target}, {Name: "readonly", Value: "on"}}
+	if err := zfs.Set(ds, mark); err != nil {
 		return zfsErr("commit", ds, err)
 	}
 	snapped := false
@@ -367,9 +371,6 @@ func (s *Store) commit(m *meta, target string) (err error) {
 		}
 	}()
 	step("commit-marked")
-	if err := zfs.Set(ds, []zfs.Prop{{Name: "readonly", Value: "on"}}); err != nil {
-		return zfsErr("commit", ds, err)
-	}
 	step("commit-readonly")
 	if err := zfs.Snapshot(ds+"@"+commitSnap, nil); err != nil {
 		return zfsErr("commit", ds+"@"+commitSnap, err)
@@ -389,19 +390,14 @@ func (s *Store) commit(m *meta, target string) (err error) {
 // finishCommit records a committed layer; after it the commit is done.
 func (s *Store) finishCommit(id string) error {
 	ds := s.dataset(id)
+	// An empty mark reads as none, and clearing it in the same write as
+	// the state saves a transaction group over inheriting it after.
 	err := zfs.Set(ds, []zfs.Prop{
 		{Name: propKind, Value: kindLayer},
 		{Name: propState, Value: stateCommitted},
-		{Name: "readonly", Value: "on"},
+		{Name: propCommitting, Value: ""},
 	})
-	if err != nil {
-		return zfsErr("commit", ds, err)
-	}
-	if err := zfs.Inherit(ds, propCommitting); err != nil {
-		// The commit stands; a leftover mark is cleared on next open.
-		s.log.Warn("clearing commit mark failed", "dataset", ds, "err", err)
-	}
-	return nil
+	return zfsErr("commit", ds, err)
 }
 
 // SetLabels replaces the labels of a layer or clone.
