@@ -233,6 +233,92 @@ func resetPeakRSS() {
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
+// applyRace adds up, over the iterations of an apply benchmark, the
+// figures of zlayer and of GNU tar doing the same extraction.
+type applyRace struct {
+	n                    int
+	zl, gt, zlCPU, gtCPU time.Duration
+	zlRSS, zlHeap, gtRSS uint64
+	baseRSS              uint64
+}
+
+func newApplyRace() *applyRace {
+	runtime.GC()
+	return &applyRace{baseRSS: procStatus("self", "VmRSS:")}
+}
+
+// zlayer times fn, zlayer's extraction, with the benchmark's timer
+// running, and samples this process's peak heap and resident size.
+func (a *applyRace) zlayer(b *testing.B, fn func() error) {
+	b.StopTimer()
+	runtime.GC()
+	resetPeakRSS()
+	heap := startHeapSampler()
+	b.StartTimer()
+	start, cpu0 := time.Now(), selfCPU()
+	err := fn()
+	a.zl += time.Since(start)
+	a.zlCPU += selfCPU() - cpu0
+	b.StopTimer()
+	a.zlHeap = max(a.zlHeap, heap.finish())
+	a.zlRSS = max(a.zlRSS, peakRSS("self"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StartTimer()
+}
+
+// tar times cmd, GNU tar's extraction, and after it finish, which is
+// part of the work timed (an unmount that writes the data back, say).
+func (a *applyRace) tar(b *testing.B, cmd *exec.Cmd, finish func() error) {
+	start := time.Now()
+	out, rss, err := runPeakRSS(cmd)
+	if err == nil && finish != nil {
+		err = finish()
+	}
+	a.gt += time.Since(start)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		a.gtCPU += rusageCPU(ru)
+	}
+	if err != nil {
+		b.Fatalf("tar: %v: %s", err, out)
+	}
+	a.gtRSS = max(a.gtRSS, rss)
+	a.n++
+}
+
+func (a *applyRace) report(b *testing.B) {
+	n := float64(a.n)
+	b.ReportMetric(float64(a.zl.Milliseconds())/n, "zlayer-ms/op")
+	b.ReportMetric(float64(a.gt.Milliseconds())/n, "gnutar-ms/op")
+	b.ReportMetric(float64(a.zl)/float64(a.gt), "zlayer/gnutar")
+	b.ReportMetric(float64(a.zlCPU.Milliseconds())/n, "zlayer-cpu-ms/op")
+	b.ReportMetric(float64(a.gtCPU.Milliseconds())/n, "gnutar-cpu-ms/op")
+	b.ReportMetric(float64(a.zlRSS)/(1<<20), "zlayer-peak-rss-MiB")
+	b.ReportMetric(float64(a.baseRSS)/(1<<20), "before-rss-MiB")
+	b.ReportMetric(float64(a.zlHeap)/(1<<20), "zlayer-peak-heap-MiB")
+	b.ReportMetric(float64(a.gtRSS)/(1<<20), "gnutar-peak-rss-MiB")
+}
+
+// benchBlob is one form of the generated layer and the GNU tar flag that
+// extracts it.
+type benchBlob struct{ name, path, tarFlag string }
+
+// benchBlobs writes the generated layer under dir as a plain tar and
+// gzipped, and returns both with the plain tar's size.
+func benchBlobs(b *testing.B, dir string) ([]benchBlob, int64) {
+	plain := filepath.Join(dir, "layer.tar")
+	size, err := writeBenchLayer(plain, benchLayerShape())
+	if err != nil {
+		b.Fatal(err)
+	}
+	gz := plain + ".gz"
+	if err := gzipFile(plain, gz); err != nil {
+		b.Fatal(err)
+	}
+	return []benchBlob{{"tar", plain, "-xf"}, {"gzip", gz, "-xzf"}}, size
+}
+
 // BenchmarkApplyDir extracts one generated layer with ApplyDir and with
 // GNU tar, alternately, on the same file system, and reports both times,
 // their ratio and the peak memory of each. ns/op counts both tools. The
@@ -254,86 +340,39 @@ func BenchmarkApplyDir(b *testing.B) {
 		}
 		defer os.RemoveAll(base)
 	}
-	plain := filepath.Join(base, "layer.tar")
-	size, err := writeBenchLayer(plain, benchLayerShape())
-	if err != nil {
-		b.Fatal(err)
-	}
-	gz := plain + ".gz"
-	if err := gzipFile(plain, gz); err != nil {
-		b.Fatal(err)
-	}
-
-	for _, c := range []struct{ name, blob, tarFlag string }{
-		{"tar", plain, "-xf"},
-		{"gzip", gz, "-xzf"},
-	} {
+	blobs, size := benchBlobs(b, base)
+	for _, c := range blobs {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(size)
-			var zl, gt, zlCPU, gtCPU time.Duration
-			var zlRSS, zlHeap, gtRSS uint64
-			runtime.GC()
-			baseRSS := procStatus("self", "VmRSS:")
-			n := 0
+			race := newApplyRace()
 			for b.Loop() {
 				dest := filepath.Join(base, "dest")
 				b.StopTimer()
 				if err := os.Mkdir(dest, 0o755); err != nil {
 					b.Fatal(err)
 				}
-				f, err := os.Open(c.blob)
+				f, err := os.Open(c.path)
 				if err != nil {
 					b.Fatal(err)
 				}
-				runtime.GC()
-				resetPeakRSS()
-				heap := startHeapSampler()
 				b.StartTimer()
-
-				start, cpu0 := time.Now(), selfCPU()
-				_, err = ApplyDir(context.Background(), dest, f, nil)
-				zl += time.Since(start)
-				zlCPU += selfCPU() - cpu0
-
+				race.zlayer(b, func() error {
+					_, err := ApplyDir(context.Background(), dest, f, nil)
+					return err
+				})
 				b.StopTimer()
-				zlHeap = max(zlHeap, heap.finish())
-				zlRSS = max(zlRSS, peakRSS("self"))
 				f.Close()
-				if err != nil {
-					b.Fatal(err)
-				}
 				clearDir(b, dest)
 				if err := os.Mkdir(dest, 0o755); err != nil {
 					b.Fatal(err)
 				}
-				cmd := exec.Command(gnuTar, c.tarFlag, c.blob, "-C", dest)
 				b.StartTimer()
-
-				start = time.Now()
-				out, rss, err := runPeakRSS(cmd)
-				gt += time.Since(start)
-				if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-					gtCPU += rusageCPU(ru)
-				}
-
+				race.tar(b, exec.Command(gnuTar, c.tarFlag, c.path, "-C", dest), nil)
 				b.StopTimer()
-				if err != nil {
-					b.Fatalf("tar: %v: %s", err, out)
-				}
-				gtRSS = max(gtRSS, rss)
 				clearDir(b, dest)
-				n++
 				b.StartTimer()
 			}
-			b.ReportMetric(float64(zl.Milliseconds())/float64(n), "zlayer-ms/op")
-			b.ReportMetric(float64(gt.Milliseconds())/float64(n), "gnutar-ms/op")
-			b.ReportMetric(float64(zl)/float64(gt), "zlayer/gnutar")
-			b.ReportMetric(float64(zlCPU.Milliseconds())/float64(n), "zlayer-cpu-ms/op")
-			b.ReportMetric(float64(gtCPU.Milliseconds())/float64(n), "gnutar-cpu-ms/op")
-			b.ReportMetric(float64(zlRSS)/(1<<20), "zlayer-peak-rss-MiB")
-			b.ReportMetric(float64(baseRSS)/(1<<20), "before-rss-MiB")
-			b.ReportMetric(float64(zlHeap)/(1<<20), "zlayer-peak-heap-MiB")
-			b.ReportMetric(float64(gtRSS)/(1<<20), "gnutar-peak-rss-MiB")
+			race.report(b)
 		})
 	}
 }

@@ -73,8 +73,8 @@ func diffBenchTree(b *testing.B, root string, n int) int64 {
 	return total
 }
 
-// diffBenchPair makes lower with n files and upper, a copy of it with ten
-// changes: four files rewritten, three added, two deleted, one chmod.
+// diffBenchPair makes lower with n files and upper, a copy of it with the
+// ten changes of diffBenchChanges.
 func diffBenchPair(b *testing.B, n int) (lower, upper string, content int64) {
 	b.Helper()
 	dir := b.TempDir()
@@ -83,10 +83,20 @@ func diffBenchPair(b *testing.B, n int) (lower, upper string, content int64) {
 	if err := tt.Copy(lower, upper); err != nil {
 		b.Fatal(err)
 	}
+	tt.MustApply(b, upper, diffBenchChanges(n)...)
+	// Flush the new trees so their writeback does not compete with the
+	// timed reads.
+	unix.Sync()
+	return lower, upper, content
+}
+
+// diffBenchChanges are the ten changes made to a tree of diffBenchTree:
+// four files rewritten, three added, two deleted, one chmod.
+func diffBenchChanges(n int) []tt.Op {
 	f := func(i int) string {
 		return fmt.Sprintf("d%03d/s%03d/f%06d", i/10000, i/100%100, i)
 	}
-	ops := []tt.Op{
+	return []tt.Op{
 		tt.File(f(1), "rewritten", 0o644), tt.File(f(n/3), "rewritten", 0o644),
 		tt.File(f(n/2), "rewritten", 0o644), tt.File(f(n-1), "rewritten", 0o644),
 		tt.File("d000/s000/new1", "new", 0o644), tt.File("d000/new2", "new", 0o644),
@@ -94,11 +104,6 @@ func diffBenchPair(b *testing.B, n int) (lower, upper string, content int64) {
 		tt.Remove(f(n / 4)), tt.Remove(f(n / 5)),
 		tt.Chmod(f(n/7), 0o600),
 	}
-	tt.MustApply(b, upper, ops...)
-	// Flush the new trees so their writeback does not compete with the
-	// timed reads.
-	unix.Sync()
-	return lower, upper, content
 }
 
 // diffCPUTime is the CPU time, user and system, this process has used.
@@ -182,6 +187,12 @@ func BenchmarkExport(b *testing.B) {
 		})
 	}
 
+	benchTarCreate(b, root, total)
+}
+
+// benchTarCreate runs GNU tar archiving root into a pipe, plain and
+// compressed, as sub-benchmarks; total is the bytes of file content.
+func benchTarCreate(b *testing.B, root string, total int64) {
 	for _, tc := range []struct{ name, flag string }{
 		{"tar-none", ""}, {"tar-gzip", "--gzip"}, {"tar-zstd", "--zstd"},
 	} {
