@@ -72,11 +72,22 @@ func (s *Store) Clones(ctx context.Context) iter.Seq2[*Clone, error] {
 	return listKind(s.list(ctx), kindClone, (*meta).clone)
 }
 
+// CommitOptions are the optional settings of CommitClone.
+type CommitOptions struct {
+	// Labels, when not nil, replace the clone's labels on the layer. They
+	// are written with the commit's first step, which costs nothing
+	// over the commit itself where SetLabels first would cost one more
+	// ZFS transaction group. A failed commit puts the clone's labels
+	// back; after a crash in the middle of one, the clone the store
+	// restores may keep these.
+	Labels map[string]string
+}
+
 // CommitClone turns clone id into committed layer layerID, whose parent is
 // the layer the clone was made from (a container commit). The clone is
 // consumed: its dataset becomes the layer's. It must not be mounted
-// read-write.
-func (s *Store) CommitClone(ctx context.Context, id, layerID string) (*Layer, error) {
+// read-write. opts may be nil.
+func (s *Store) CommitClone(ctx context.Context, id, layerID string, opts *CommitOptions) (*Layer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -97,7 +108,11 @@ func (s *Store) CommitClone(ctx context.Context, id, layerID string) (*Layer, er
 			return nil, opErr("commit clone", s.dataset(layerID), ErrExist)
 		}
 	}
-	if err := s.commit(m, layerID); err != nil {
+	var labels map[string]string
+	if opts != nil {
+		labels = opts.Labels
+	}
+	if err := s.commit(m, layerID, labels); err != nil {
 		return nil, err
 	}
 	l, err := s.get(layerID)

@@ -42,7 +42,7 @@ func crashChild(pool, op string) int {
 	case "commit":
 		_, err = s.Commit(ctx, "active")
 	case "commit-clone":
-		_, err = s.CommitClone(ctx, "ctr", "fromctr")
+		_, err = s.CommitClone(ctx, "ctr", "fromctr", nil)
 	case "remove":
 		err = s.Remove(ctx, "doomed")
 	}

@@ -88,7 +88,7 @@ func TestErrors(t *testing.T) {
 	names("create existing", err, s.Root()+"/base")
 	_, err = s.CreateClone(ctx, "ctr", "child", nil)
 	check("clone existing", err, ErrExist)
-	_, err = s.CommitClone(ctx, "ctr", "base")
+	_, err = s.CommitClone(ctx, "ctr", "base", nil)
 	check("commit clone onto existing", err, ErrExist)
 	_, err = s.CreateSnapshot(ctx, "open", "s1")
 	if err != nil {

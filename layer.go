@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -93,14 +92,11 @@ func (m *meta) props() ([]zfs.Prop, error) {
 		props = append(props, zfs.Prop{Name: propParent, Value: m.parent})
 	}
 	if len(m.labels) > 0 {
-		b, err := json.Marshal(m.labels)
+		p, err := labelsProp(m.labels)
 		if err != nil {
 			return nil, err
 		}
-		if len(b) >= 8192 {
-			return nil, fmt.Errorf("labels take %d bytes, more than 8 KiB: %w", len(b), ErrInvalid)
-		}
-		props = append(props, zfs.Prop{Name: propLabels, Value: string(b)})
+		props = append(props, p)
 	}
 	if m.readOnly {
 		props = append(props, zfs.Prop{Name: "readonly", Value: "on"})
@@ -330,7 +326,7 @@ func (s *Store) Commit(ctx context.Context, id string) (*Layer, error) {
 	if m.state == stateCommitted {
 		return nil, opErr("commit layer", m.dataset, fmt.Errorf("already committed: %w", ErrInvalid))
 	}
-	if err := s.commit(m, id); err != nil {
+	if err := s.commit(m, id, nil); err != nil {
 		return nil, err
 	}
 	m, err = s.get(id)
@@ -340,19 +336,31 @@ func (s *Store) Commit(ctx context.Context, id string) (*Layer, error) {
 	return m.layer(), nil
 }
 
-// commit turns dataset m into committed layer target. The steps, each of
-// which recover can finish or undo: mark the commit and make the dataset
-// read-only, take the commit snapshot, rename to target, record the state
-// and clear the mark.
-func (s *Store) commit(m *meta, target string) (err error) {
+// commit turns dataset m into committed layer target, with labels unless
+// they are nil. The steps, each of which recover can finish or undo: mark
+// the commit, make the dataset read-only and write the labels, take the
+// commit snapshot, rename to target, record the state and clear the mark.
+func (s *Store) commit(m *meta, target string, labels map[string]string) (err error) {
 	ds := m.dataset
 	if s.mountedAnywhere(ds) && !m.readOnly {
 		return opErr("commit", ds, fmt.Errorf("mounted read-write: %w", ErrBusy))
 	}
 	// Every property write is a ZFS sync task that waits for a
-	// transaction group, so the mark and read-only go in one.
-	mark := []zfs.Prop{{Name: propCommitting, Value: target}, {Name: "readonly", Value: "on"}}
-	if err := zfs.Set(ds, mark); err != nil {
+	// transaction group, so the first step's go in one.
+	first := []zfs.Prop{{Name: propCommitting, Value: target}, {Name: "readonly", Value: "on"}}
+	undo := []zfs.Prop{{Name: propCommitting, Value: ""}, {Name: "readonly", Value: boolProp(m.readOnly)}}
+	if labels != nil {
+		p, err := labelsProp(labels)
+		if err != nil {
+			return opErr("commit", ds, err)
+		}
+		old, err := labelsProp(m.labels)
+		if err != nil {
+			return opErr("commit", ds, err)
+		}
+		first, undo = append(first, p), append(undo, old)
+	}
+	if err := zfs.Set(ds, first); err != nil {
 		return zfsErr("commit", ds, err)
 	}
 	snapped := false
@@ -360,13 +368,12 @@ func (s *Store) commit(m *meta, target string) (err error) {
 		if err == nil {
 			return
 		}
-		var undo []error
+		var errs []error
 		if snapped {
-			undo = append(undo, zfs.DestroySnapshots([]string{ds + "@" + commitSnap}, false))
+			errs = append(errs, zfs.DestroySnapshots([]string{ds + "@" + commitSnap}, false))
 		}
-		undo = append(undo, zfs.Set(ds, []zfs.Prop{{Name: "readonly", Value: boolProp(m.readOnly)}}))
-		undo = append(undo, zfs.Inherit(ds, propCommitting))
-		if e := errors.Join(undo...); e != nil {
+		errs = append(errs, zfs.Set(ds, undo))
+		if e := errors.Join(errs...); e != nil {
 			s.log.Warn("undo of failed commit failed", "dataset", ds, "err", e)
 		}
 	}()
@@ -411,18 +418,31 @@ func (s *Store) SetLabels(ctx context.Context, id string, labels map[string]stri
 	if err != nil {
 		return opErr("set labels", id, err)
 	}
-	m.labels = maps.Clone(labels)
 	if len(labels) == 0 {
 		return zfsErr("set labels", m.dataset, zfs.Inherit(m.dataset, propLabels))
 	}
-	b, err := json.Marshal(labels)
+	p, err := labelsProp(labels)
 	if err != nil {
 		return opErr("set labels", m.dataset, err)
 	}
-	if len(b) >= 8192 {
-		return opErr("set labels", m.dataset, fmt.Errorf("labels take %d bytes: %w", len(b), ErrInvalid))
+	return zfsErr("set labels", m.dataset, zfs.Set(m.dataset, []zfs.Prop{p}))
+}
+
+// labelsProp encodes labels as the property that keeps them, refusing
+// more than ZFS's limit on a user property's value allows. An empty
+// value reads as no labels.
+func labelsProp(labels map[string]string) (zfs.Prop, error) {
+	if len(labels) == 0 {
+		return zfs.Prop{Name: propLabels, Value: ""}, nil
 	}
-	return zfsErr("set labels", m.dataset, zfs.Set(m.dataset, []zfs.Prop{{Name: propLabels, Value: string(b)}}))
+	b, err := json.Marshal(labels)
+	if err != nil {
+		return zfs.Prop{}, err
+	}
+	if len(b) >= 8192 {
+		return zfs.Prop{}, fmt.Errorf("labels take %d bytes, more than 8 KiB: %w", len(b), ErrInvalid)
+	}
+	return zfs.Prop{Name: propLabels, Value: string(b)}, nil
 }
 
 // Usage reads the space a layer or clone uses, from ZFS's accounting.

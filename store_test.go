@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -93,6 +94,52 @@ func TestLayersListChainLabels(t *testing.T) {
 	}
 	if out := testzfs.ZFS(t, "list", "-H", "-o", "name", "-r", s.Root()); out != s.Root()+"\n"+s.Root()+"/foreign" {
 		t.Errorf("after removing everything:\n%s", out)
+	}
+}
+
+// TestCommitCloneLabels: labels given to CommitClone replace the clone's
+// on the layer, nil keeps them, and labels past the limit are refused
+// with the clone left as it was.
+func TestCommitCloneLabels(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustLayer(t, s, "base", "", nil)
+	for _, id := range []string{"keep", "replace", "huge"} {
+		if _, err := s.CreateClone(ctx, id, "base", &CloneOptions{Labels: map[string]string{"from": id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.CommitClone(ctx, "keep", "kept", nil); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"new": "1", "also": "2"}
+	if _, err := s.CommitClone(ctx, "replace", "replaced", &CommitOptions{Labels: want}); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]map[string]string{"kept": {"from": "keep"}, "replaced": want} {
+		l, err := s.Layer(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, l.Labels); diff != "" {
+			t.Errorf("labels of %s (-want +got):\n%s", id, diff)
+		}
+	}
+
+	huge := map[string]string{"k": strings.Repeat("x", 9000)}
+	_, err := s.CommitClone(ctx, "huge", "hugelayer", &CommitOptions{Labels: huge})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "huge") {
+		t.Fatalf("commit with 9 KB of labels: %v, want ErrInvalid naming the clone", err)
+	}
+	c, err := s.Clone(ctx, "huge")
+	if err != nil {
+		t.Fatalf("clone after refused commit: %v", err)
+	}
+	if c.Labels["from"] != "huge" || len(c.Labels) != 1 || c.ReadOnly {
+		t.Errorf("clone changed by a refused commit: %+v", c)
+	}
+	if _, err := s.Layer(ctx, "hugelayer"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("layer of a refused commit: %v", err)
 	}
 }
 
@@ -330,7 +377,7 @@ func worker(ctx context.Context, s *Store, tmp string, w int) error {
 	if err := s.Remove(ctx, id("l")); !errors.Is(err, ErrBusy) {
 		return fmt.Errorf("remove of a cloned layer: %v", err)
 	}
-	if _, err := s.CommitClone(ctx, id("c"), id("top")); err != nil {
+	if _, err := s.CommitClone(ctx, id("c"), id("top"), nil); err != nil {
 		return err
 	}
 	for _, x := range []string{"top", "l"} {

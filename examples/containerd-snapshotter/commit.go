@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
+	"github.com/zlayer/zlayer"
 )
 
 // Commit turns active snapshot key into committed snapshot name, with the
@@ -50,10 +51,10 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 		Labels: base.Labels, Created: now, Updated: now}
 	pending := maps.Clone(a.labels)
 	encodeInfo(pending, slotCommitted, info)
-	if err := s.store.SetLabels(ctx, id, pending); err != nil {
-		return fmt.Errorf("commit %q as %q: %w", key, name, convert(err))
-	}
-	if _, err := s.store.CommitClone(ctx, id, target); err != nil {
+	// The committed record goes in with the commit's first step, so a
+	// crash leaves either the clone (whose committed slot is ignored) or
+	// the layer with its record.
+	if _, err := s.store.CommitClone(ctx, id, target, &zlayer.CommitOptions{Labels: pending}); err != nil {
 		// The clone is still the active snapshot; its record in the
 		// committed slot is ignored while it is a clone, and dropped
 		// here to keep the labels small.

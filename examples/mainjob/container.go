@@ -57,7 +57,7 @@ func commitContainer(ctx context.Context, s *zlayer.Store, dst *ocilayout.Layout
 	}
 	log.Info("changed files in the container", "clone", cloneID, "layer", top)
 
-	if _, err := s.CommitClone(ctx, cloneID, c.ID); err != nil {
+	if _, err := s.CommitClone(ctx, cloneID, c.ID, nil); err != nil {
 		return nil, err
 	}
 	made = c.ID
