@@ -1,11 +1,13 @@
 package snapshotter_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -162,6 +164,32 @@ func BenchmarkChain50(b *testing.B) {
 		b.ReportMetric(built.Seconds()/50, "s/layer-built")
 		b.ReportMetric((time.Since(start)-built).Seconds()/50, "s/layer-removed")
 	})
+}
+
+// BenchmarkSuite times containerd's whole conformance suite against each
+// contender: the test binary runs TestSnapshotterSuite again, once for
+// the adapter and once, with ZLAYER_SUITE_PEER=1, for containerd's ZFS
+// snapshotter, each on a pool of its own. A failed sub-test fails the
+// benchmark.
+func BenchmarkSuite(b *testing.B) {
+	requireZFS(b)
+	passed := regexp.MustCompile(`(?m)^PASS$`)
+	for _, c := range []struct{ name, peer string }{{"zlayer", "0"}, {"containerd-zfs", "1"}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestSnapshotterSuite$",
+					"-test.count=1", "-test.timeout=60m", "-test.v")
+				cmd.Env = append(os.Environ(), suitePeerEnv+"="+c.peer)
+				out, err := cmd.CombinedOutput()
+				if err != nil || !passed.Match(out) {
+					b.Fatalf("suite against %s: %v\n%s", c.name, err, out)
+				}
+				if bytes.Contains(out, []byte("--- SKIP")) {
+					b.Fatalf("suite against %s skipped sub-tests:\n%s", c.name, out)
+				}
+			}
+		})
+	}
 }
 
 func mountIn(b *testing.B, work string, ms []mount.Mount) string {
