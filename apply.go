@@ -31,7 +31,9 @@ type ApplyOptions struct {
 	// regular file whose declared size, added to the declared sizes of the
 	// files written before it, exceeds it is refused before it is created,
 	// with an error wrapping [syscall.ENOSPC]. Sparse files count at their
-	// full logical size.
+	// full logical size. Go's tar reader hands a sparse file's holes over
+	// as zeros, which ApplyDir reads to find them again (about 25 GiB a
+	// second): this limit also bounds the time a sparse entry can take.
 	AvailableBytes int64
 
 	// Progress, when set, is called after each entry and every 8 MiB
@@ -76,8 +78,9 @@ const progressEvery = 8 << 20
 // else is removed first, never written through), ".wh.NAME" entries delete
 // NAME from the layers below and ".wh..wh..opq" hides everything below in
 // its directory, wherever it stands in the tar, while keeping what this
-// layer adds there. Whiteouts never act on the layer's own entries and
-// never appear in dir.
+// layer adds there. Whiteouts never act on the layer's own entries, also
+// when one of the two names reaches the directory through a symbolic link,
+// and never appear in dir.
 //
 // Every path is resolved beneath dir, and nothing outside dir is created,
 // changed or removed. An entry whose name is absolute or has a ".."
@@ -93,11 +96,12 @@ const progressEvery = 8 << 20
 // directories, character and block devices and FIFOs are created with
 // their numeric owner, mode (setuid, setgid and sticky included),
 // modification time and the extended attributes of SCHILY.xattr PAX
-// records; xattrs under trusted.overlay. are dropped, since they would
-// steer an overlay mount. Sockets, GNU multi-volume and dump-dir entries
+// records; overlayfs's own xattrs (trusted.overlay. and user.overlay.)
+// are dropped, since they would steer an overlay mount. Sockets, GNU multi-volume and dump-dir entries
 // and unknown types are refused. A global PAX header is skipped. Parents
 // the layer does not list are created with mode 0755, owned by root.
-// Directory times are set once all entries are in. The process needs the
+// Directory times are set once all entries are in, on the directories
+// still at the path the layer named them by. The process needs the
 // capabilities of root (chown, mknod, setting trusted and security xattrs,
 // writing into read-only directories).
 //
@@ -289,7 +293,7 @@ func (a *applier) write(ctx context.Context, tr *tar.Reader, e *layerEntry) erro
 		if err := a.tree.write(ctx, e, nil); err != nil {
 			return err
 		}
-		a.paths.add(e.name)
+		a.paths.add(e.own)
 		return nil
 	}
 
@@ -307,7 +311,7 @@ func (a *applier) write(ctx context.Context, tr *tar.Reader, e *layerEntry) erro
 		return err
 	}
 	a.written += size
-	a.paths.add(e.name)
+	a.paths.add(e.own)
 	return nil
 }
 
@@ -373,13 +377,14 @@ type layerEntry struct {
 	name     string // cleaned: no ".", "..", empty or trailing parts; "" is the root
 	parent   string // name's directory, "" for the root
 	base     string // name's last component, "" for the root
+	own      string // name with the symbolic links its parents crossed resolved; set by write
 	whiteout WhiteoutKind
 	hidden   string // for a whiteout, the sibling it deletes
 	link     string // for a hard link, its cleaned target
 	mode     uint32 // permission bits with setuid, setgid and sticky
 	sparse   bool
-	xattrs   map[string]string // from SCHILY.xattr records, trusted.overlay dropped
-	dropped  []string          // the trusted.overlay xattrs dropped
+	xattrs   map[string]string // from SCHILY.xattr records, overlayfs's own dropped
+	dropped  []string          // the overlayfs xattrs dropped
 }
 
 func (e *layerEntry) regular() bool {
@@ -432,6 +437,11 @@ func parseEntry(hdr *tar.Header) (*layerEntry, error) {
 		if e.link == e.name {
 			return nil, fmt.Errorf("hard link to itself: %w", ErrInvalid)
 		}
+		if strings.HasPrefix(e.link, e.name+"/") {
+			// Clearing the link's name would delete its target first.
+			return nil, fmt.Errorf("hard link target %q is below the link: %w",
+				hdr.Linkname, ErrInvalid)
+		}
 	case tar.TypeSymlink:
 		if hdr.Linkname == "" {
 			return nil, fmt.Errorf("symbolic link with an empty target: %w", ErrInvalid)
@@ -449,7 +459,7 @@ func parseEntry(hdr *tar.Header) (*layerEntry, error) {
 			if x == "" {
 				return nil, fmt.Errorf("xattr record with no name: %w", ErrInvalid)
 			}
-			if strings.HasPrefix(x, "trusted.overlay.") {
+			if overlayXattr(x) {
 				e.dropped = append(e.dropped, x)
 				continue
 			}
@@ -489,8 +499,11 @@ func checkHeader(hdr *tar.Header) error {
 		return fmt.Errorf("gid %d out of range: %w", hdr.Gid, ErrInvalid)
 	}
 	if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
-		if hdr.Devmajor < 0 || hdr.Devmajor > math.MaxUint32 ||
-			hdr.Devminor < 0 || hdr.Devminor > math.MaxUint32 {
+		// mknod(2) takes a 32-bit device number: 12 bits of major and 20
+		// of minor. Larger ones would be cut down to another device (a
+		// major of 4096 to 0:0, an overlay whiteout).
+		if hdr.Devmajor < 0 || hdr.Devmajor > maxDevMajor ||
+			hdr.Devminor < 0 || hdr.Devminor > maxDevMinor {
 			return fmt.Errorf("device %d:%d out of range: %w",
 				hdr.Devmajor, hdr.Devminor, ErrInvalid)
 		}
@@ -498,11 +511,20 @@ func checkHeader(hdr *tar.Header) error {
 	return nil
 }
 
+// The largest device numbers mknod(2) can make.
+const (
+	maxDevMajor = 1<<12 - 1
+	maxDevMinor = 1<<20 - 1
+)
+
 // validID reports whether id fits a 32-bit uid or gid; the all-ones value
 // is left out since chown reads it as "unchanged".
 func validID(id int) bool {
 	return id >= 0 && int64(id) < math.MaxUint32
 }
+
+// nameMax is the longest file name Linux file systems take (NAME_MAX).
+const nameMax = 255
 
 // cleanName turns a tar name into a path relative to the layer's root,
 // "" being the root itself: "./" prefixes, "." components, repeated and
@@ -525,6 +547,10 @@ func cleanName(name string) (string, error) {
 			return "", fmt.Errorf("name %q has a \"..\" component: %w", name, ErrInvalid)
 		case "", ".":
 			clean = false
+		}
+		if len(c) > nameMax {
+			return "", fmt.Errorf("name %q has a component of %d bytes, more than %d: %w",
+				name, len(c), nameMax, ErrInvalid)
 		}
 	}
 	if clean {

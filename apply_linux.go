@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -36,7 +38,10 @@ type dirTree struct {
 	// as the entry being applied may still hold it.
 	cached     dirHandle
 	cachedPath string
+	cachedOwn  string // the directory's own name, see dir
 	cacheValid bool
+
+	rootPath string // the root's path, once a link made it needed
 
 	// times holds directories' times, set by finish once their children
 	// are in.
@@ -110,12 +115,13 @@ func (t *dirTree) write(ctx context.Context, e *layerEntry, content io.Reader) e
 	if e.name == "" {
 		return t.rootDir(e)
 	}
-	pfd, err := t.dir(e.parent, true)
+	pfd, parent, err := t.dir(e.parent, true)
 	if err != nil {
 		return pathErr(e.parent, err)
 	}
+	e.own = joinName(parent, e.base)
 	if e.hdr.Typeflag != tar.TypeDir {
-		delete(t.times, e.name)
+		delete(t.times, e.own)
 	}
 
 	switch e.hdr.Typeflag {
@@ -306,10 +312,10 @@ func (t *dirTree) mkdir(pfd int, e *layerEntry) error {
 		unix.Close(fd)
 		return err
 	}
-	t.times[e.name] = entryTimes(e.hdr)
+	t.times[e.own] = entryTimes(e.hdr)
 
 	// The entries that follow are most likely this directory's.
-	t.setCache(e.name, dirHandle{fd: fd, own: true})
+	t.setCache(e.name, e.own, dirHandle{fd: fd, own: true})
 	return nil
 }
 
@@ -360,7 +366,7 @@ func (t *dirTree) link(pfd int, e *layerEntry) error {
 	tparent, tbase := splitName(e.link)
 	tfd := t.root
 	if tparent != "" {
-		h, err := t.resolve(tparent)
+		h, _, err := t.resolve(tparent)
 		if err != nil {
 			return linkErr(e.hdr.Linkname, err)
 		}
@@ -517,15 +523,19 @@ func futimens(fd int, ts [2]unix.Timespec) error {
 	return nil
 }
 
+// whiteout and opaque judge what is the layer's own by the directories'
+// own names, so that reaching a directory through a link (or the link
+// through the directory) spares the same entries.
+
 func (t *dirTree) whiteout(e *layerEntry) error {
-	pfd, err := t.dir(e.parent, false)
+	pfd, parent, err := t.dir(e.parent, false)
 	if err == unix.ENOENT || err == unix.ENOTDIR {
 		return nil // nothing below to delete
 	}
 	if err != nil {
 		return pathErr(e.parent, err)
 	}
-	hidden := joinName(e.parent, e.hidden)
+	hidden := joinName(parent, e.hidden)
 	if !t.paths.mine(hidden) {
 		t.invalidate()
 		if err := removeAllAt(pfd, e.hidden); err != nil {
@@ -551,17 +561,17 @@ func (t *dirTree) whiteout(e *layerEntry) error {
 }
 
 func (t *dirTree) opaque(e *layerEntry) error {
-	pfd, err := t.dir(e.parent, true)
+	pfd, parent, err := t.dir(e.parent, true)
 	if err != nil {
 		return pathErr(e.parent, err)
 	}
-	t.paths.addDir(e.parent)
+	t.paths.addDir(parent)
 	fd, err := unix.Openat(pfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open directory: %w", err)
 	}
 	t.invalidate()
-	return t.purge(fd, e.parent)
+	return t.purge(fd, parent)
 }
 
 // purge removes from the directory fd, named rel, everything this layer
@@ -601,35 +611,87 @@ func (t *dirTree) purge(fd int, rel string) error {
 	}
 }
 
+// finish sets the times of the directories written, now that their
+// children are in. Each is reached from the root a component at a time
+// without following symbolic links: a directory that a later entry
+// replaced, or put behind a link, is passed over, and a tree deeper than
+// a path can name is no obstacle.
 func (t *dirTree) finish() error {
-	names := make([]string, 0, len(t.times))
-	for name := range t.times {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	w := dirWalker{root: t.root}
+	defer w.close()
+	for _, name := range slices.Sorted(maps.Keys(t.times)) {
 		ts := t.times[name]
 		if name == "" {
 			if err := futimens(t.root, ts); err != nil {
-				return err
+				return opErr("set times", "/", err)
 			}
 			continue
 		}
 		parent, base := splitName(name)
-		pfd, err := t.dir(parent, false)
+		pfd, err := w.open(parent)
+		var st unix.Stat_t
+		if err == nil {
+			err = unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		if err == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			err = unix.ENOTDIR
+		}
 		if err == nil {
 			err = unix.UtimesNanoAt(pfd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW)
 		}
 		switch err {
 		case nil, unix.ENOENT, unix.ENOTDIR:
-			// A later entry of the layer replaced the directory or a
-			// parent of it.
 		default:
 			return opErr("set times", name, err)
 		}
 	}
 	return nil
 }
+
+// dirWalker opens directories below a root a component at a time, never
+// following a symbolic link (one on the way fails with ENOTDIR). It keeps
+// the last path's directories open, which a next name in sorted order
+// mostly shares.
+type dirWalker struct {
+	root  int
+	names []string // the components of the open path
+	fds   []int    // fds[i] is the directory names[:i+1]
+}
+
+func (w *dirWalker) open(name string) (int, error) {
+	if name == "" {
+		return w.root, nil
+	}
+	comps := strings.Split(name, "/")
+	k := 0
+	for k < len(w.names) && k < len(comps) && w.names[k] == comps[k] {
+		k++
+	}
+	w.truncate(k)
+	for _, c := range comps[k:] {
+		parent := w.root
+		if n := len(w.fds); n > 0 {
+			parent = w.fds[n-1]
+		}
+		fd, err := unix.Openat(parent, c,
+			unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		w.names, w.fds = append(w.names, c), append(w.fds, fd)
+	}
+	return w.fds[len(w.fds)-1], nil
+}
+
+func (w *dirWalker) truncate(k int) {
+	for len(w.fds) > k {
+		n := len(w.fds) - 1
+		unix.Close(w.fds[n])
+		w.names, w.fds = w.names[:n], w.fds[:n]
+	}
+}
+
+func (w *dirWalker) close() { w.truncate(0) }
 
 func splitName(name string) (parent, base string) {
 	for i := len(name) - 1; i >= 0; i-- {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,14 +36,29 @@ const openat2Retries = 16
 
 // resolve opens the directory name (not the root) beneath the root. Symbolic
 // links on the way are followed while they stay inside; one that is
-// absolute or climbs out fails with EXDEV.
-func (t *dirTree) resolve(name string) (dirHandle, error) {
+// absolute or climbs out fails with EXDEV. followed reports that name
+// may have crossed a symbolic link, so that the directory's own name can
+// differ from name.
+func (t *dirTree) resolve(name string) (h dirHandle, followed bool, err error) {
 	if t.fallback != nil {
-		return t.resolveRoot(name)
+		// os.Root does not say whether it followed a link.
+		h, err := t.resolveRoot(name)
+		return h, true, err
 	}
+	// Most names cross no link; trying that first keeps the work of
+	// finding the directory's own name to those that do.
+	h, err = t.openat2(name, unix.RESOLVE_NO_SYMLINKS)
+	if err != unix.ELOOP {
+		return h, false, err
+	}
+	h, err = t.openat2(name, 0)
+	return h, true, err
+}
+
+func (t *dirTree) openat2(name string, resolve uint64) (dirHandle, error) {
 	how := unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS | resolve,
 	}
 	for range openat2Retries {
 		fd, err := unix.Openat2(t.root, name, &how)
@@ -54,6 +71,47 @@ func (t *dirTree) resolve(name string) (dirHandle, error) {
 		return dirHandle{fd: fd, own: true}, nil
 	}
 	return dirHandle{}, unix.EAGAIN
+}
+
+// ownName names the open directory fd by its path from the root with no
+// symbolic links in it, as the kernel records it in /proc/self/fd.
+func (t *dirTree) ownName(fd int) (string, error) {
+	if t.rootPath == "" {
+		p, err := fdPath(t.root)
+		if err != nil {
+			return "", err
+		}
+		t.rootPath = p
+	}
+	p, err := fdPath(fd)
+	if err != nil {
+		return "", err
+	}
+	if p == t.rootPath {
+		return "", nil
+	}
+	prefix := t.rootPath + "/"
+	if t.rootPath == "/" {
+		prefix = "/"
+	}
+	rel, ok := strings.CutPrefix(p, prefix)
+	if !ok {
+		return "", fmt.Errorf("directory %q is not below the root %q: %w", p, t.rootPath, ErrInvalid)
+	}
+	return rel, nil
+}
+
+func fdPath(fd int) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf)
+	if err != nil {
+		return "", fmt.Errorf("name a directory reached through a symbolic link: %w", err)
+	}
+	p := string(buf[:n])
+	if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, " (deleted)") {
+		return "", fmt.Errorf("name a directory reached through a symbolic link: /proc gave %q", p)
+	}
+	return p, nil
 }
 
 // resolveRoot is resolve through os.Root, whose rules for symbolic links
@@ -82,29 +140,37 @@ func (t *dirTree) resolveRoot(name string) (dirHandle, error) {
 }
 
 // dir returns a descriptor of the directory name ("" for the root), which
-// stays valid until the next call; with create, missing directories are
-// made. Its errors are bare errnos, for pathErr.
-func (t *dirTree) dir(name string, create bool) (int, error) {
+// stays valid until the next call, and the directory's own name: name
+// with the symbolic links it crossed resolved. With create, missing
+// directories are made. Its errors are bare errnos, for pathErr.
+func (t *dirTree) dir(name string, create bool) (fd int, own string, err error) {
 	if name == "" {
-		return t.root, nil
+		return t.root, "", nil
 	}
 	if t.cacheValid && t.cachedPath == name {
-		return t.cached.fd, nil
+		return t.cached.fd, t.cachedOwn, nil
 	}
-	h, err := t.resolve(name)
+	h, followed, err := t.resolve(name)
 	if err == unix.ENOENT && create {
-		h, err = t.mkdirAll(name)
+		h, followed, err = t.mkdirAll(name)
 	}
 	if err != nil {
-		return -1, err
+		return -1, "", err
 	}
-	t.setCache(name, h)
-	return h.fd, nil
+	own = name
+	if followed {
+		if own, err = t.ownName(h.fd); err != nil {
+			h.close()
+			return -1, "", err
+		}
+	}
+	t.setCache(name, own, h)
+	return h.fd, own, nil
 }
 
-func (t *dirTree) setCache(name string, h dirHandle) {
+func (t *dirTree) setCache(name, own string, h dirHandle) {
 	t.cached.close()
-	t.cached, t.cachedPath, t.cacheValid = h, name, true
+	t.cached, t.cachedPath, t.cachedOwn, t.cacheValid = h, name, own, true
 }
 
 // invalidate marks the cached directory stale after a removal, which may
@@ -116,7 +182,7 @@ func (t *dirTree) invalidate() {
 
 // mkdirAll makes the missing directories of name, mode 0755 and owned by
 // root as the layer does not describe them, and opens the last.
-func (t *dirTree) mkdirAll(name string) (dirHandle, error) {
+func (t *dirTree) mkdirAll(name string) (last dirHandle, followed bool, err error) {
 	parent := dirHandle{fd: t.root}
 	for i := 0; i <= len(name); i++ {
 		if i < len(name) && name[i] != '/' {
@@ -124,7 +190,7 @@ func (t *dirTree) mkdirAll(name string) (dirHandle, error) {
 		}
 		prefix := name[:i]
 		_, base := splitName(prefix)
-		h, err := t.resolve(prefix)
+		h, f, err := t.resolve(prefix)
 		if err == unix.ENOENT {
 			err = unix.Mkdirat(parent.fd, base, 0o755)
 			if err == nil {
@@ -136,16 +202,16 @@ func (t *dirTree) mkdirAll(name string) (dirHandle, error) {
 			if err == unix.EEXIST {
 				err = fmt.Errorf("%q is a dangling symbolic link: %w", prefix, ErrInvalid)
 			} else if err == nil {
-				h, err = t.resolve(prefix)
+				h, f, err = t.resolve(prefix)
 			}
 		}
 		parent.close()
 		if err != nil {
-			return dirHandle{}, err
+			return dirHandle{}, false, err
 		}
-		parent = h
+		parent, followed = h, followed || f
 	}
-	return parent, nil
+	return parent, followed, nil
 }
 
 // pathErr explains an error of resolve or dir for the directory name.

@@ -54,6 +54,11 @@ func openLayerStream(r io.Reader, blobAlg, tarAlg digest.Algorithm) (*layerStrea
 	if err != nil && err != io.EOF {
 		return nil, s.inputErr(err)
 	}
+	if block, _ := s.br.Peek(tarBlock); isTarHeader(block) {
+		// A plain tar whose first name starts like a compressed
+		// stream's magic number.
+		head = nil
+	}
 	switch {
 	case bytes.HasPrefix(head, gzipMagic):
 		s.comp = Gzip
@@ -81,6 +86,34 @@ func openLayerStream(r io.Reader, blobAlg, tarAlg digest.Algorithm) (*layerStrea
 	s.ahead = startReadAhead(&s.tar)
 	s.eoa.r = s.ahead
 	return s, nil
+}
+
+// isTarHeader reports whether block is a tar header block: its checksum,
+// the sum of its bytes with the checksum field read as spaces, matches
+// the octal number in that field.
+func isTarHeader(block []byte) bool {
+	if len(block) < tarBlock {
+		return false
+	}
+	var sum int64
+	for i, c := range block[:tarBlock] {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		sum += int64(c)
+	}
+	field := bytes.Trim(block[148:156], " \x00")
+	if len(field) == 0 {
+		return false
+	}
+	var want int64
+	for _, c := range field {
+		if c < '0' || c > '7' {
+			return false
+		}
+		want = want*8 + int64(c-'0')
+	}
+	return sum == want
 }
 
 // next reads the next tar header, watching for the end-of-archive blocks.

@@ -1,6 +1,7 @@
 package zlayer
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -317,5 +318,24 @@ func TestApplyDirGNUSparse(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestApplyDirTarLikeMagic: a plain tar whose first name begins like a
+// compressed stream is read as the tar its header checksum shows it is.
+func TestApplyDirTarLikeMagic(t *testing.T) {
+	needApplyPrivileges(t)
+	// In the GNU format a name is its bytes, NUL-padded: "\xfd7zXZ" is
+	// followed by xz's sixth magic byte, a NUL.
+	for _, name := range []string{"BZh91AY&SY", "\xfd7zXZ", "\x1f\x8bx"} {
+		b := newBed(t)
+		l := tt.Layer{tt.File(name, "data", tt.Format(tar.FormatGNU))}
+		if _, err := b.apply(l.Tar(), nil); err != nil {
+			t.Errorf("tar with first name %q: %v", name, err)
+			continue
+		}
+		if d := fstree.Diff(fstree.New(file(name, "data", 0o644)), b.tree().Without(".")); d != "" {
+			t.Errorf("tree (-want +got):\n%s", d)
+		}
 	}
 }

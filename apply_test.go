@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -150,6 +152,10 @@ type applyCase struct {
 
 func runApplyCases(t *testing.T, cases []applyCase) {
 	needApplyPrivileges(t)
+	forEachResolver(t, func(t *testing.T) { runApplyCasesOnce(t, cases) })
+}
+
+func runApplyCasesOnce(t *testing.T, cases []applyCase) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := newBed(t)
@@ -283,7 +289,8 @@ func TestApplyDirEntries(t *testing.T) {
 		layer: tt.Layer{
 			tt.File("ping", "elf", tt.Mode(0o755), tt.Owner(1000, 1000),
 				tt.Xattr("security.capability", capNetBind), tt.Xattr("user.k", "v\x00bin")),
-			tt.Dir("d", tt.Xattr("trusted.t", "1"), tt.Xattr("trusted.overlay.opaque", "y")),
+			tt.Dir("d", tt.Xattr("trusted.t", "1"), tt.Xattr("trusted.overlay.opaque", "y"),
+				tt.Xattr("user.overlay.opaque", "y")),
 			tt.Symlink("l", "ping", tt.Xattr("trusted.l", "2")),
 			tt.Fifo("p", tt.Xattr("trusted.p", "3")),
 		},
@@ -364,6 +371,16 @@ func TestApplyDirReplace(t *testing.T) {
 		lower: []tt.Layer{{tt.File("x", "file")}},
 		layer: tt.Layer{tt.Dir("x", tt.Mode(0o711)), tt.File("x/y", "y")},
 		want:  fstree.New(dir("x", 0o711), file("x/y", "y", 0o644)),
+	}, {
+		name:  "directory replaced by a link leaving the root: its times are dropped",
+		layer: tt.Layer{tt.Dir("a", tt.ModTime(t1)), tt.Dir("a/b", tt.ModTime(t1)), tt.Symlink("a", "/")},
+		want:  fstree.New(sym("a", "/")),
+	}, {
+		name:  "directory replaced by a link inside: times stay off the link's target",
+		lower: []tt.Layer{{tt.Dir("d", tt.ModTime(t2)), tt.Dir("d/b", tt.ModTime(t2))}},
+		layer: tt.Layer{tt.Dir("a", tt.ModTime(t1)), tt.Dir("a/b", tt.ModTime(t1)), tt.Symlink("a", "d")},
+		want: fstree.New(dir("d", 0o755, fstree.Mtime(t2)), dir("d/b", 0o755, fstree.Mtime(t2)),
+			sym("a", "d")),
 	}, {
 		name:  "file over symbolic link is not written through",
 		lower: []tt.Layer{{tt.File("target", "secret"), tt.Symlink("l", "target")}},
@@ -481,6 +498,26 @@ func TestApplyDirWhiteouts(t *testing.T) {
 		layer: tt.Layer{tt.File("keep/mine", "m"), tt.Opaque("")},
 		want:  fstree.New(made("keep"), file("keep/mine", "m", 0o644)),
 	}, {
+		name:  "opaque through a link keeps the layer's entries in the directory",
+		lower: []tt.Layer{lower},
+		layer: tt.Layer{tt.File("d/new", "n"), tt.Opaque("l")},
+		want:  base.Without("d/...").With(made("d"), file("d/new", "n", 0o644)),
+	}, {
+		name:  "opaque keeps what the layer wrote through a link",
+		lower: []tt.Layer{lower},
+		layer: tt.Layer{tt.File("l/new", "n"), tt.Opaque("d")},
+		want:  base.Without("d/...").With(made("d"), file("d/new", "n", 0o644)),
+	}, {
+		name:  "whiteout through a link spares the layer's entry",
+		lower: []tt.Layer{lower},
+		layer: tt.Layer{tt.File("d/new", "n"), tt.Whiteout("l", "new"), tt.Whiteout("l", "old")},
+		want:  base.Without("d/old").With(made("d"), file("d/new", "n", 0o644)),
+	}, {
+		name:  "opaque at the root through a link to it",
+		lower: []tt.Layer{lower},
+		layer: tt.Layer{tt.File("mine", "m"), tt.Symlink("s", "."), tt.Opaque("s")},
+		want:  fstree.New(file("mine", "m", 0o644), sym("s", ".")),
+	}, {
 		name:  "opaque then whiteout of a child of the layer",
 		lower: []tt.Layer{lower},
 		layer: tt.Layer{tt.Opaque("d"), tt.Dir("d/sub"), tt.Whiteout("d", "sub")},
@@ -510,6 +547,9 @@ func TestApplyDirRefusals(t *testing.T) {
 		refuse("negative gid", tt.File("x", "", tt.Owner(0, -1), tt.Format(tar.FormatGNU)),
 			"gid -1"),
 		refuse("device major past 32 bits", tt.Char("c", 1<<32, 0), "out of range"),
+		refuse("device major past 12 bits", tt.Char("c", 4096, 0), "device 4096:0 out of range"),
+		refuse("block device major past 12 bits", tt.Block("b", 4104, 0), "out of range"),
+		refuse("device minor past 20 bits", tt.Char("c", 0, 1<<20), "out of range"),
 		refuse("negative device minor", tt.Char("c", 1, -1, tt.Format(tar.FormatGNU)),
 			"out of range"),
 		refuse("mode out of range", tt.File("x", "", tt.Mode(1<<30)), "mode"),
@@ -517,8 +557,13 @@ func TestApplyDirRefusals(t *testing.T) {
 		refuse("empty symbolic link target", tt.Symlink("s", ""), "empty target"),
 		refuse("root as a file", tt.File(".", ""), "root is not a directory"),
 		refuse("hard link to itself", tt.Link("f", "f"), "itself"),
+		refuse("hard link below itself", tt.Link("f", "f/x"), `target "f/x" is below the link`),
 		refuse("hard link to the root", tt.Link("x", "./"), "root"),
 		refuse("empty name", tt.File("", ""), "empty name"),
+		refuse("name component past 255 bytes", tt.File(strings.Repeat("n", 256), ""),
+			"component of 256 bytes"),
+		refuse("directory component past 255 bytes", tt.File(strings.Repeat("n", 256)+"/x", ""),
+			"component of 256 bytes"),
 	}
 	cases = append(cases, applyCase{
 		name: "hard link to a directory of the layer", lower: []tt.Layer{lower},
@@ -608,4 +653,36 @@ func TestApplyDirStack(t *testing.T) {
 		t.Errorf("final view (-want +got):\n%s", d)
 	}
 	b.checkOutside()
+}
+
+// TestApplyDirDeep applies a tree whose paths are longer than the kernel
+// takes in one call (PATH_MAX), as DiffDirs writes it for a deep tree, and
+// checks the deepest directory's time.
+func TestApplyDirDeep(t *testing.T) {
+	needApplyPrivileges(t)
+	b := newBed(t)
+	var layer tt.Layer
+	p := ""
+	for i := range 40 {
+		p = path.Join(p, fmt.Sprintf("%03d%s", i, strings.Repeat("x", 197)))
+		layer = append(layer, tt.Dir(p, tt.ModTime(t1)))
+	}
+	layer = append(layer, tt.File(p+"/f", "deep"))
+	if _, err := b.apply(layer.Tar(), nil); err != nil {
+		t.Fatalf("apply a tree %d bytes deep: %v", len(p), err)
+	}
+	root, err := os.OpenRoot(b.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	for _, name := range []string{p, path.Dir(p)} {
+		fi, err := root.Lstat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.ModTime().Equal(t1) {
+			t.Errorf("directory %d bytes deep: mtime %v, want %v", len(name), fi.ModTime(), t1)
+		}
+	}
 }

@@ -339,6 +339,9 @@ func fxattrs(f *os.File) ([]xattr, error) {
 func readXattrs(list []byte, get func(string, []byte) (int, error)) ([]xattr, error) {
 	var out []xattr
 	for name := range strings.SplitSeq(strings.TrimSuffix(string(list), "\x00"), "\x00") {
+		if overlayXattr(name) {
+			continue // an overlay mount's, not the file's
+		}
 		v, err := xattrCall(func(b []byte) (int, error) { return get(name, b) })
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed between the list and the read

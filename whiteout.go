@@ -72,3 +72,11 @@ func ParseWhiteout(base string) (WhiteoutKind, string, error) {
 	}
 	return WhiteoutFile, name, nil
 }
+
+// overlayXattr reports whether name is an attribute overlayfs keeps for
+// itself (trusted.overlay.*, or user.overlay.* under the userxattr mount
+// option). Those steer an overlay mount rather than describe the file:
+// applying a layer drops them and a diff leaves them out.
+func overlayXattr(name string) bool {
+	return strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.")
+}
