@@ -79,8 +79,9 @@ const progressEvery = 8 << 20
 // NAME from the layers below and ".wh..wh..opq" hides everything below in
 // its directory, wherever it stands in the tar, while keeping what this
 // layer adds there. Whiteouts never act on the layer's own entries, also
-// when one of the two names reaches the directory through a symbolic link,
-// and never appear in dir.
+// when one of the two names reaches the directory through a symbolic link
+// (the directory's own name is then read from /proc/self/fd), and never
+// appear in dir.
 //
 // Every path is resolved beneath dir, and nothing outside dir is created,
 // changed or removed. An entry whose name is absolute or has a ".."
