@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/zlayer/zlayer/internal/testzfs"
@@ -58,11 +59,10 @@ func TestCrashRecovery(t *testing.T) {
 		op, at string
 		check  func(t *testing.T, s *Store)
 	}{
-		{"commit", "commit-marked", activeStays("active")},
-		{"commit", "commit-readonly", activeStays("active")},
-		{"commit", "commit-snapshot", committedAs("active", "")},
-		{"commit-clone", "commit-marked", cloneStays("ctr", "fromctr")},
+		{"commit", "commit-snapshot", activeStays("active")},
+		{"commit", "commit-recorded", committedAs("active", "")},
 		{"commit-clone", "commit-snapshot", cloneStays("ctr", "fromctr")},
+		{"commit-clone", "commit-recorded", cloneStays("ctr", "fromctr")},
 		{"commit-clone", "commit-renamed", committedAs("fromctr", "ctr")},
 		{"remove", "remove-marked", removed("doomed")},
 		{"remove", "remove-snapshots", removed("doomed")},
@@ -176,17 +176,35 @@ func removed(id string) func(*testing.T, *Store) {
 }
 
 // assertNoLeftovers checks that no dataset of the store is left in the
-// middle of an operation.
+// middle of an operation: being removed, marked with a commit to another
+// id, active with a commit snapshot, or holding an apply snapshot.
 func assertNoLeftovers(t *testing.T, s *Store) {
 	t.Helper()
-	out := testzfs.ZFS(t, "get", "-H", "-r", "-t", "filesystem", "-o", "name,value", propCommitting+","+propState, s.Root())
+	out := testzfs.ZFS(t, "get", "-H", "-r", "-t", "filesystem", "-o", "name,property,value",
+		propCommitting+","+propState, s.Root())
+	state := map[string]string{}
 	for _, line := range splitLines(out) {
-		if containsAny(line, stateRemoving) || (containsAny(line, propCommitting) && !containsAny(line, "\t-")) {
-			t.Errorf("leftover: %s", line)
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
+			continue
+		}
+		name, prop, val := f[0], f[1], f[2]
+		switch {
+		case prop == propState:
+			state[name] = val
+			if val == stateRemoving {
+				t.Errorf("leftover removal: %s", line)
+			}
+		case prop == propCommitting && val != "-" && val != "" && name != s.dataset(val):
+			t.Errorf("leftover commit mark: %s", line)
 		}
 	}
-	if out := testzfs.ZFS(t, "list", "-H", "-o", "name", "-t", "snapshot", "-r", s.Root()); containsAny(out, "@"+applySnap) {
-		t.Errorf("leftover apply snapshot:\n%s", out)
+	out = testzfs.ZFS(t, "list", "-H", "-o", "name", "-t", "snapshot", "-r", s.Root())
+	for _, snap := range splitLines(out) {
+		ds, name, _ := strings.Cut(snap, "@")
+		if name == applySnap || (name == commitSnap && state[ds] == stateActive) {
+			t.Errorf("leftover snapshot %s", snap)
+		}
 	}
 }
 

@@ -125,6 +125,11 @@ func (s *Store) parseMeta(p *zfs.Props) (m *meta, ok bool) {
 		quota:      p.RefQuota,
 		origin:     p.Origin,
 	}
+	if m.committing != "" && m.committing != m.id {
+		// A clone recorded as a layer but not yet renamed to the
+		// mark's id: the commit has not happened.
+		m.kind, m.state = kindClone, stateActive
+	}
 	m.created, _ = time.Parse(time.RFC3339Nano, p.User[propCreated])
 	if l := p.User[propLabels]; l != "" {
 		_ = json.Unmarshal([]byte(l), &m.labels)
@@ -133,9 +138,9 @@ func (s *Store) parseMeta(p *zfs.Props) (m *meta, ok bool) {
 }
 
 // visible reports whether get and list show the dataset: not while it is
-// being removed, and not while a commit that renamed it is unfinished.
+// being removed.
 func (m *meta) visible() bool {
-	return m.state != stateRemoving && (m.committing == "" || m.committing != m.id)
+	return m.state != stateRemoving
 }
 
 // create makes dataset id as a filesystem or as a clone of parent's commit
@@ -337,18 +342,39 @@ func (s *Store) Commit(ctx context.Context, id string) (*Layer, error) {
 }
 
 // commit turns dataset m into committed layer target, with labels unless
-// they are nil. The steps, each of which recover can finish or undo: mark
-// the commit, make the dataset read-only and write the labels, take the
-// commit snapshot, rename to target, record the state and clear the mark.
+// they are nil, in as few ZFS sync tasks (each waits for a transaction
+// group) as recovery allows:
+//
+//  1. take the commit snapshot: children are cloned from it and diffs
+//     read it, so it is the layer's content from here on;
+//  2. in one property write, make the dataset read-only and record it as
+//     a committed layer (with the labels), marked with target when the
+//     commit renames it: a commit in place is done here;
+//  3. rename the dataset to target.
+//
+// A crash after 1 leaves an active dataset with a commit snapshot, which
+// OpenStore drops; one after 2 and before 3 leaves a dataset whose mark
+// names another id, which reads as the clone it was and which OpenStore
+// turns back into it.
 func (s *Store) commit(m *meta, target string, labels map[string]string) (err error) {
 	ds := m.dataset
 	if s.mountedAnywhere(ds) && !m.readOnly {
 		return opErr("commit", ds, fmt.Errorf("mounted read-write: %w", ErrBusy))
 	}
-	// Every property write is a ZFS sync task that waits for a
-	// transaction group, so the first step's go in one.
-	first := []zfs.Prop{{Name: propCommitting, Value: target}, {Name: "readonly", Value: "on"}}
-	undo := []zfs.Prop{{Name: propCommitting, Value: ""}, {Name: "readonly", Value: boolProp(m.readOnly)}}
+	record := []zfs.Prop{
+		{Name: propKind, Value: kindLayer},
+		{Name: propState, Value: stateCommitted},
+		{Name: "readonly", Value: "on"},
+	}
+	undo := []zfs.Prop{
+		{Name: propKind, Value: m.kind},
+		{Name: propState, Value: m.state},
+		{Name: "readonly", Value: boolProp(m.readOnly)},
+	}
+	if target != m.id {
+		record = append(record, zfs.Prop{Name: propCommitting, Value: target})
+		undo = append(undo, zfs.Prop{Name: propCommitting, Value: ""})
+	}
 	if labels != nil {
 		p, err := labelsProp(labels)
 		if err != nil {
@@ -358,53 +384,41 @@ func (s *Store) commit(m *meta, target string, labels map[string]string) (err er
 		if err != nil {
 			return opErr("commit", ds, err)
 		}
-		first, undo = append(first, p), append(undo, old)
+		record, undo = append(record, p), append(undo, old)
 	}
-	if err := zfs.Set(ds, first); err != nil {
-		return zfsErr("commit", ds, err)
+
+	snap := ds + "@" + commitSnap
+	if err := zfs.Snapshot(snap, nil); err != nil {
+		return zfsErr("commit", snap, err)
 	}
-	snapped := false
+	recorded := false
 	defer func() {
 		if err == nil {
 			return
 		}
 		var errs []error
-		if snapped {
-			errs = append(errs, zfs.DestroySnapshots([]string{ds + "@" + commitSnap}, false))
+		if recorded {
+			errs = append(errs, zfs.Set(ds, undo))
 		}
-		errs = append(errs, zfs.Set(ds, undo))
+		errs = append(errs, zfs.DestroySnapshots([]string{snap}, false))
 		if e := errors.Join(errs...); e != nil {
 			s.log.Warn("undo of failed commit failed", "dataset", ds, "err", e)
 		}
 	}()
-	step("commit-marked")
-	step("commit-readonly")
-	if err := zfs.Snapshot(ds+"@"+commitSnap, nil); err != nil {
-		return zfsErr("commit", ds+"@"+commitSnap, err)
-	}
-	snapped = true
 	step("commit-snapshot")
-	if target != m.id {
-		if err := zfs.Rename(ds, s.dataset(target)); err != nil {
-			return zfsErr("commit", ds, err)
-		}
-		ds = s.dataset(target)
-		step("commit-renamed")
+	if err := zfs.Set(ds, record); err != nil {
+		return zfsErr("commit", ds, err)
 	}
-	return s.finishCommit(target)
-}
-
-// finishCommit records a committed layer; after it the commit is done.
-func (s *Store) finishCommit(id string) error {
-	ds := s.dataset(id)
-	// An empty mark reads as none, and clearing it in the same write as
-	// the state saves a transaction group over inheriting it after.
-	err := zfs.Set(ds, []zfs.Prop{
-		{Name: propKind, Value: kindLayer},
-		{Name: propState, Value: stateCommitted},
-		{Name: propCommitting, Value: ""},
-	})
-	return zfsErr("commit", ds, err)
+	recorded = true
+	step("commit-recorded")
+	if target == m.id {
+		return nil
+	}
+	if err := zfs.Rename(ds, s.dataset(target)); err != nil {
+		return zfsErr("commit", ds, err)
+	}
+	step("commit-renamed")
+	return nil
 }
 
 // SetLabels replaces the labels of a layer or clone.

@@ -221,6 +221,8 @@ func (s *Store) recover(ctx context.Context) error {
 			errs = append(errs, s.destroy(ctx, id, nil))
 		case p.User[propCommitting] != "":
 			errs = append(errs, s.recoverCommit(id, p))
+		case p.User[propState] == stateActive:
+			errs = append(errs, s.dropCommitSnapshot(p.Name), s.recoverApply(id))
 		default:
 			errs = append(errs, s.recoverApply(id))
 		}
@@ -261,25 +263,36 @@ func (s *Store) recoverApply(id string) error {
 	return zfsErr("recover apply", snap, zfs.DestroySnapshots([]string{snap}, false))
 }
 
-// recoverCommit finishes a commit whose snapshot and rename were done, and
-// undoes one that did not get that far.
+// recoverCommit turns a dataset whose commit stopped before its rename
+// back into the clone it was. A mark naming the dataset itself is a
+// finished commit.
 func (s *Store) recoverCommit(id string, p *zfs.Props) error {
 	target := p.User[propCommitting]
-	snap := p.Name + "@" + commitSnap
-	if target == id && zfs.Exists(snap) {
-		s.log.Info("finishing interrupted commit", "dataset", p.Name)
-		return s.finishCommit(id)
+	if target == id {
+		return nil
 	}
 	s.log.Info("undoing interrupted commit", "dataset", p.Name, "target", target)
-	if zfs.Exists(snap) {
-		if err := zfs.DestroySnapshots([]string{snap}, false); err != nil {
-			return zfsErr("recover commit", snap, err)
-		}
+	if err := s.dropCommitSnapshot(p.Name); err != nil {
+		return err
 	}
-	if err := zfs.Set(p.Name, []zfs.Prop{{Name: "readonly", Value: "off"}}); err != nil {
-		return zfsErr("recover commit", p.Name, err)
+	err := zfs.Set(p.Name, []zfs.Prop{
+		{Name: propKind, Value: kindClone},
+		{Name: propState, Value: stateActive},
+		{Name: "readonly", Value: "off"},
+		{Name: propCommitting, Value: ""},
+	})
+	return zfsErr("recover commit", p.Name, err)
+}
+
+// dropCommitSnapshot destroys the commit snapshot of a dataset that is
+// not a committed layer, which a commit cut short leaves.
+func (s *Store) dropCommitSnapshot(ds string) error {
+	snap := ds + "@" + commitSnap
+	if !zfs.Exists(snap) {
+		return nil
 	}
-	return zfsErr("recover commit", p.Name, zfs.Inherit(p.Name, propCommitting))
+	s.log.Info("dropping the snapshot of an interrupted commit", "snapshot", snap)
+	return zfsErr("recover commit", snap, zfs.DestroySnapshots([]string{snap}, false))
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
