@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -247,16 +248,22 @@ func newApplyRace() *applyRace {
 	return &applyRace{baseRSS: procStatus("self", "VmRSS:")}
 }
 
-// zlayer times fn, zlayer's extraction, with the benchmark's timer
-// running, and samples this process's peak heap and resident size.
-func (a *applyRace) zlayer(b *testing.B, fn func() error) {
+// zlayer times apply, zlayer's extraction of the blob at path, with the
+// benchmark's timer running, and samples this process's peak heap and
+// resident size.
+func (a *applyRace) zlayer(b *testing.B, path string, apply func(io.Reader) error) {
 	b.StopTimer()
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
 	runtime.GC()
 	resetPeakRSS()
 	heap := startHeapSampler()
 	b.StartTimer()
 	start, cpu0 := time.Now(), selfCPU()
-	err := fn()
+	err = apply(f)
 	a.zl += time.Since(start)
 	a.zlCPU += selfCPU() - cpu0
 	b.StopTimer()
@@ -351,17 +358,12 @@ func BenchmarkApplyDir(b *testing.B) {
 				if err := os.Mkdir(dest, 0o755); err != nil {
 					b.Fatal(err)
 				}
-				f, err := os.Open(c.path)
-				if err != nil {
-					b.Fatal(err)
-				}
 				b.StartTimer()
-				race.zlayer(b, func() error {
-					_, err := ApplyDir(context.Background(), dest, f, nil)
+				race.zlayer(b, c.path, func(r io.Reader) error {
+					_, err := ApplyDir(context.Background(), dest, r, nil)
 					return err
 				})
 				b.StopTimer()
-				f.Close()
 				clearDir(b, dest)
 				if err := os.Mkdir(dest, 0o755); err != nil {
 					b.Fatal(err)

@@ -48,17 +48,12 @@ func BenchmarkStoreApply(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				f, err := os.Open(c.path)
-				if err != nil {
-					b.Fatal(err)
-				}
 				b.StartTimer()
-				race.zlayer(b, func() error {
-					_, err := s.Apply(ctx, zid, f, nil)
+				race.zlayer(b, c.path, func(r io.Reader) error {
+					_, err := s.Apply(ctx, zid, r, nil)
 					return err
 				})
 				b.StopTimer()
-				f.Close()
 				if err := s.Remove(ctx, zid); err != nil {
 					b.Fatal(err)
 				}
