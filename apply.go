@@ -32,8 +32,8 @@ type ApplyOptions struct {
 	// files written before it, exceeds it is refused before it is created,
 	// with an error wrapping [syscall.ENOSPC]. Sparse files count at their
 	// full logical size. Go's tar reader hands a sparse file's holes over
-	// as zeros, which ApplyDir reads to find them again (about 25 GiB a
-	// second): this limit also bounds the time a sparse entry can take.
+	// as zeros, which ApplyDir reads to find them again, so a sparse
+	// entry takes time in its logical size: this limit bounds that too.
 	AvailableBytes int64
 
 	// Progress, when set, is called after each entry and every 8 MiB
