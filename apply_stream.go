@@ -65,7 +65,8 @@ func openLayerStream(r io.Reader, blobAlg, tarAlg digest.Algorithm) (*layerStrea
 		if s.gz, err = gzip.NewReader(s.br); err != nil {
 			return nil, fmt.Errorf("gzip header: %w", s.inputErr(err))
 		}
-		s.tar.r = s.gz
+		s.gz.Multistream(false)
+		s.tar.r = &gzipMembers{zr: s.gz, br: s.br}
 	case bytes.HasPrefix(head, zstdMagic),
 		len(head) >= 4 && head[0]&0xf0 == 0x50 && bytes.Equal(head[1:4], zstdSkipMagic):
 		s.comp = Zstd
@@ -86,6 +87,41 @@ func openLayerStream(r io.Reader, blobAlg, tarAlg digest.Algorithm) (*layerStrea
 	s.ahead = startReadAhead(&s.tar)
 	s.eoa.r = s.ahead
 	return s, nil
+}
+
+// gzipMembers reads a gzip stream of one or more members, as RFC 1952
+// allows, from a reader that stops at the end of each. Bytes after the
+// last member that do not start another one are refused as what they
+// are, where a reader left to find the next member itself would call
+// them a corrupt or truncated stream.
+type gzipMembers struct {
+	zr *gzip.Reader
+	br *bufio.Reader
+}
+
+func (g *gzipMembers) Read(p []byte) (int, error) {
+	for {
+		n, err := g.zr.Read(p)
+		if err != io.EOF {
+			return n, err
+		}
+		if n > 0 {
+			return n, nil // the member's end shows again on the next call
+		}
+		next, err := g.br.Peek(len(gzipMagic))
+		switch {
+		case len(next) == 0 && err == io.EOF:
+			return 0, io.EOF
+		case err != nil && err != io.EOF:
+			return 0, err
+		case !bytes.Equal(next, gzipMagic):
+			return 0, fmt.Errorf("data after the end of the gzip stream: %w", ErrInvalid)
+		}
+		if err := g.zr.Reset(g.br); err != nil {
+			return 0, err
+		}
+		g.zr.Multistream(false)
+	}
 }
 
 // isTarHeader reports whether block is a tar header block: its checksum,
