@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -241,6 +242,12 @@ type applyRace struct {
 	zl, gt, zlCPU, gtCPU time.Duration
 	zlRSS, zlHeap, gtRSS uint64
 	baseRSS              uint64
+
+	// GNU tar with sha256sum beside it, and the hash alone: counted
+	// only where tarWithDigest and hashAlone ran.
+	nSum, nHash            int
+	gtSum, goHash, sumHash time.Duration
+	goHashCPU, sumHashCPU  time.Duration
 }
 
 func newApplyRace() *applyRace {
@@ -294,6 +301,78 @@ func (a *applyRace) tar(b *testing.B, cmd *exec.Cmd, finish func() error) {
 	a.n++
 }
 
+// tarWithDigest times GNU tar extracting the plain tar at path into a
+// fresh layer id of s while sha256sum reads the same file: what
+// extracting with tar costs a runtime that needs the DiffID. It runs
+// with the benchmark's timer stopped, and removes the layer afterwards.
+func (a *applyRace) tarWithDigest(b *testing.B, s *Store, id, path, mnt string) {
+	ctx := context.Background()
+	gnuTar, err := exec.LookPath("tar")
+	if err != nil {
+		b.Fatal("GNU tar is not installed")
+	}
+	sum, err := exec.LookPath("sha256sum")
+	if err != nil {
+		b.Fatal("sha256sum is not installed")
+	}
+	if _, err := s.CreateLayer(ctx, id, "", nil); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Mount(ctx, id, mnt, nil); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	hash := exec.Command(sum, path)
+	hash.Stdout = io.Discard
+	if err := hash.Start(); err != nil {
+		b.Fatal(err)
+	}
+	out, err := exec.Command(gnuTar, "-xf", path, "-C", mnt).CombinedOutput()
+	if err == nil {
+		err = hash.Wait()
+	}
+	if err == nil {
+		err = s.Unmount(ctx, mnt)
+	}
+	a.gtSum += time.Since(start)
+	if err != nil {
+		b.Fatalf("tar and sha256sum: %v: %s", err, out)
+	}
+	if err := s.Remove(ctx, id); err != nil {
+		b.Fatal(err)
+	}
+	a.nSum++
+}
+
+// hashAlone times hashing the plain tar at path with Go's crypto/sha256
+// in this process and with sha256sum, which do what Apply's DiffID and
+// tarWithDigest's sha256sum do, without extracting anything.
+func (a *applyRace) hashAlone(b *testing.B, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	start, cpu0 := time.Now(), selfCPU()
+	if _, err := io.Copy(sha256.New(), f); err != nil {
+		b.Fatal(err)
+	}
+	a.goHash += time.Since(start)
+	a.goHashCPU += selfCPU() - cpu0
+
+	cmd := exec.Command("sha256sum", path)
+	cmd.Stdout = io.Discard
+	start = time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("sha256sum: %v", err)
+	}
+	a.sumHash += time.Since(start)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		a.sumHashCPU += rusageCPU(ru)
+	}
+	a.nHash++
+}
+
 func (a *applyRace) report(b *testing.B) {
 	n := float64(a.n)
 	b.ReportMetric(float64(a.zl.Milliseconds())/n, "zlayer-ms/op")
@@ -305,6 +384,18 @@ func (a *applyRace) report(b *testing.B) {
 	b.ReportMetric(float64(a.baseRSS)/(1<<20), "before-rss-MiB")
 	b.ReportMetric(float64(a.zlHeap)/(1<<20), "zlayer-peak-heap-MiB")
 	b.ReportMetric(float64(a.gtRSS)/(1<<20), "gnutar-peak-rss-MiB")
+	if a.nSum > 0 {
+		n := float64(a.nSum)
+		b.ReportMetric(float64(a.gtSum.Milliseconds())/n, "gnutar+sha256sum-ms/op")
+		b.ReportMetric(float64(a.zl)/float64(a.n)/(float64(a.gtSum)/n), "zlayer/gnutar+sha256sum")
+	}
+	if a.nHash > 0 {
+		n := float64(a.nHash)
+		b.ReportMetric(float64(a.goHash.Milliseconds())/n, "go-sha256-ms/op")
+		b.ReportMetric(float64(a.goHashCPU.Milliseconds())/n, "go-sha256-cpu-ms/op")
+		b.ReportMetric(float64(a.sumHash.Milliseconds())/n, "sha256sum-ms/op")
+		b.ReportMetric(float64(a.sumHashCPU.Milliseconds())/n, "sha256sum-cpu-ms/op")
+	}
 }
 
 // benchBlob is one form of the generated layer and the GNU tar flag that
