@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/zlayer/zlayer/internal/testzfs"
+	"github.com/zlayer/zlayer/internal/zfs"
 )
 
 func TestLayersListChainLabels(t *testing.T) {
@@ -100,6 +101,78 @@ func TestLayersListChainLabels(t *testing.T) {
 // TestCommitCloneLabels: labels given to CommitClone replace the clone's
 // on the layer, nil keeps them, and labels past the limit are refused
 // with the clone left as it was.
+// A commit records the layer in the clone's properties before renaming
+// it. Between the two, readers must still see the clone, and no layer
+// under the target id; a mark naming the dataset's own id is a commit
+// that finished.
+func TestCommitInProgressReadsAsClone(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	mustLayer(t, s, "base", "", nil)
+	if _, err := s.CreateClone(ctx, "c", "base", &CloneOptions{Labels: map[string]string{"from": "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	record := func(mark string) {
+		t.Helper()
+		err := zfs.Set(s.dataset("c"), []zfs.Prop{
+			{Name: propKind, Value: kindLayer},
+			{Name: propState, Value: stateCommitted},
+			{Name: "readonly", Value: "on"},
+			{Name: propCommitting, Value: mark},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func() (layers, clones []string) {
+		t.Helper()
+		for l, err := range s.Layers(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers = append(layers, l.ID)
+		}
+		for c, err := range s.Clones(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			clones = append(clones, c.ID)
+		}
+		return layers, clones
+	}
+
+	record("target")
+	if _, err := s.Clone(ctx, "c"); err != nil {
+		t.Errorf("clone mid-commit: %v", err)
+	}
+	if _, err := s.Layer(ctx, "c"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("layer c mid-commit: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Layer(ctx, "target"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("layer target mid-commit: %v, want ErrNotFound", err)
+	}
+	layers, clones := ids()
+	if diff := cmp.Diff([]string{"base"}, layers); diff != "" {
+		t.Errorf("layers mid-commit (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"c"}, clones); diff != "" {
+		t.Errorf("clones mid-commit (-want +got):\n%s", diff)
+	}
+
+	record("c")
+	l, err := s.Layer(ctx, "c")
+	if err != nil || !l.Committed || l.Parent != "base" {
+		t.Errorf("layer with its own mark: %+v, %v; want committed, parent base", l, err)
+	}
+	layers, clones = ids()
+	if diff := cmp.Diff([]string{"base", "c"}, layers); diff != "" {
+		t.Errorf("layers after the commit (-want +got):\n%s", diff)
+	}
+	if len(clones) != 0 {
+		t.Errorf("clones after the commit: %q", clones)
+	}
+}
+
 func TestCommitCloneLabels(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
