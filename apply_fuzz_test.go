@@ -44,6 +44,7 @@ func fuzzSeeds() []tt.Layer {
 		{tt.File("a", "abc", tt.DeclaredSize(1<<20))},
 		{tt.File(".wh.", ""), tt.File(".wh..wh.x", "")},
 		{tt.File("u", "", tt.Owner(1<<32, 0))},
+		{tt.Symlink("s", "d"), tt.Link("d", "s/f")},
 	}
 	return seeds
 }
@@ -55,6 +56,7 @@ func FuzzApplyDir(f *testing.F) {
 		f.Add(tt.Gzip(l.Tar()))
 	}
 	f.Add(tt.Zstd(fuzzSeeds()[3].Tar()))
+	f.Add(append(tt.Gzip(fuzzSeeds()[0].Tar()), "garbage"...))
 	for _, name := range []string{"gnu-sparse-oldgnu.tar", "gnu-sparse-pax10.tar"} {
 		blob, err := os.ReadFile(filepath.Join("testdata", "apply", name))
 		if err != nil {
