@@ -2,7 +2,6 @@ package zlayer
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -104,8 +103,12 @@ func DiffDirs(ctx context.Context, w io.Writer, lower, upper string,
 // same tar and library version.
 //
 // Everything is done in one pass: the tar is compressed and both digests
-// computed as it is written. Memory grows with the number of changes and of
-// multiply-linked files, not with the size of the layer. Upper is read
+// computed as it is written, in stages that run side by side (reading the
+// files; the DiffID's digest; the compressor, the blob's digest and w), so
+// the work spreads over up to three CPUs. w is written from a goroutine of
+// WriteChanges' own, one write at a time, and never after it returns.
+// Memory grows with the number of changes and of multiply-linked files,
+// not with the size of the layer (the stages hold 1 MiB each). Upper is read
 // through descriptors opened with O_NOFOLLOW below its root, so a symlink in
 // the layer cannot make the writer read outside it.
 //
@@ -190,8 +193,7 @@ func writeLayer(ctx context.Context, w io.Writer, up *tree, pl *plan,
 	if err == nil {
 		err = ew.tw.Close()
 	}
-	// Closed on error too: the zstd encoder holds resources until then.
-	if cerr := out.close(); err == nil {
+	if cerr := out.close(err == nil); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -258,15 +260,16 @@ func (p *plan) writeDir(ew *entryWriter, n *planNode, dir string) error {
 	return nil
 }
 
-// layerOutput is the pipeline below the tar writer: a buffer, then the
-// uncompressed digest and the compressor side by side, then the blob
-// digest and the caller's writer side by side.
+// layerOutput is the pipeline below the tar writer, in stages that run
+// side by side: the tar goes to the DiffID's digest and, uncompressed, on
+// to the caller's writer; compressed, to a third stage that compresses it
+// and hands the blob to its digest and the caller's writer.
 type layerOutput struct {
-	tar      *bufio.Writer
+	tar      *writeBehind // the tar writer's end
+	blob     *writeBehind // the compressor's end; nil when uncompressed
 	comp     io.WriteCloser
 	tarHash  hash.Hash
 	blobHash hash.Hash
-	tarSize  counter
 	blobSize counter
 }
 
@@ -277,44 +280,48 @@ func (c *counter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }
-
-// outputBuffer is the write size into the digests and the compressor.
-const outputBuffer = 256 << 10
-
 func newLayerOutput(w io.Writer, c Compression) (*layerOutput, error) {
 	o := &layerOutput{tarHash: sha256.New()}
 	if c == Uncompressed {
 		// The blob is the tar: one digest serves for both.
 		o.blobHash = o.tarHash
-		o.comp = nopCloser{io.MultiWriter(w, &o.blobSize)}
-	} else {
-		o.blobHash = sha256.New()
-		blob := io.MultiWriter(w, o.blobHash, &o.blobSize)
-		switch c {
-		case Gzip:
-			o.comp = gzip.NewWriter(blob)
-		case Zstd:
-			// A fixed concurrency: the encoder's output is the same for
-			// the same input only under the same options.
-			zw, err := zstd.NewWriter(blob, zstd.WithEncoderConcurrency(1))
-			if err != nil {
-				return nil, err
-			}
-			o.comp = zw
-		default:
-			return nil, fmt.Errorf("%w: compression %v", ErrInvalid, c)
-		}
+		o.tar = newWriteBehind(io.MultiWriter(w, o.tarHash, &o.blobSize))
+		return o, nil
 	}
-	tarSide := io.MultiWriter(o.comp, o.tarHash, &o.tarSize)
-	o.tar = bufio.NewWriterSize(tarSide, outputBuffer)
+	o.blobHash = sha256.New()
+	blob := io.MultiWriter(w, o.blobHash, &o.blobSize)
+	switch c {
+	case Gzip:
+		o.comp = gzip.NewWriter(blob)
+	case Zstd:
+		// A fixed concurrency: the encoder's output is the same for
+		// the same input only under the same options.
+		zw, err := zstd.NewWriter(blob, zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		o.comp = zw
+	default:
+		return nil, fmt.Errorf("%w: compression %v", ErrInvalid, c)
+	}
+	o.blob = newWriteBehind(o.comp)
+	o.tar = newWriteBehind(io.MultiWriter(o.blob, o.tarHash))
 	return o, nil
 }
 
-func (o *layerOutput) close() error {
-	err := o.tar.Flush()
+// close ends the stages in order. With flush, everything written goes out
+// and the compressor writes its end; without, the rest is dropped, as
+// after a failure.
+func (o *layerOutput) close(flush bool) error {
+	err := o.tar.close(flush)
+	if o.blob == nil {
+		return err
+	}
+	if berr := o.blob.close(flush && err == nil); err == nil {
+		err = berr
+	}
+	// Closed after a failure too: the zstd encoder holds resources until
+	// then.
 	if cerr := o.comp.Close(); err == nil {
 		err = cerr
 	}
@@ -362,7 +369,7 @@ func (ew *entryWriter) done(rel string) {
 	if ew.progress != nil {
 		ew.progress(DiffProgress{
 			Entries: ew.entries,
-			Bytes:   ew.out.tarSize.n + int64(ew.out.tar.Buffered()),
+			Bytes:   ew.out.tar.n,
 			Path:    rel,
 		})
 	}

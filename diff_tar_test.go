@@ -542,3 +542,22 @@ func TestDiffDirsCanceled(t *testing.T) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
 }
+
+// A failing writer ends the export with its error, whatever the
+// compression, and nothing is written after it failed.
+func TestDiffDirsWriterFails(t *testing.T) {
+	big := strings.Repeat("incompressible? not quite, but long enough ", 100000)
+	_, upper := layerPair(t, writerBase, []tt.Op{tt.File("big", big, 0o644)}, true)
+	for _, c := range []Compression{Uncompressed, Gzip, Zstd} {
+		t.Run(c.String(), func(t *testing.T) {
+			dst := &limitedWriter{room: 1000}
+			_, err := DiffDirs(context.Background(), dst, "", upper, &DiffOptions{Compression: c})
+			if !errors.Is(err, errWriterFull) {
+				t.Fatalf("error %v, want %v", err, errWriterFull)
+			}
+			if dst.writes != 1 {
+				t.Errorf("%d writes after the failure, want only the one that failed", dst.writes)
+			}
+		})
+	}
+}
