@@ -105,8 +105,11 @@ func DiffDirs(ctx context.Context, w io.Writer, lower, upper string,
 // Everything is done in one pass: the tar is compressed and both digests
 // computed as it is written, in stages that run side by side (reading the
 // files; the DiffID's digest; the compressor, the blob's digest and w), so
-// the work spreads over up to three CPUs. w is written from a goroutine of
-// WriteChanges' own, one write at a time, and never after it returns.
+// the work spreads over up to three CPUs. w is written one write at a
+// time, from a goroutine WriteChanges starts (and for a compressor's last
+// bytes from the calling one), and never after WriteChanges returns; after
+// a failure, what was still queued for w is dropped. A panic in w is
+// raised again in the caller's goroutine.
 // Memory grows with the number of changes and of multiply-linked files,
 // not with the size of the layer (the stages hold 1 MiB each). Upper is read
 // through descriptors opened with O_NOFOLLOW below its root, so a symlink in
@@ -177,6 +180,9 @@ func writeLayer(ctx context.Context, w io.Writer, up *tree, pl *plan,
 	if err != nil {
 		return DiffResult{}, nil, err
 	}
+	// Ends the stages when a panic (in Progress, say) skips the close
+	// below; after it, a no-op.
+	defer out.close(false)
 	ew := &entryWriter{
 		ctx:      ctx,
 		tw:       tar.NewWriter(out.tar),
@@ -268,9 +274,11 @@ type layerOutput struct {
 	tar      *writeBehind // the tar writer's end
 	blob     *writeBehind // the compressor's end; nil when uncompressed
 	comp     io.WriteCloser
+	out      gate // the caller's writer
 	tarHash  hash.Hash
 	blobHash hash.Hash
 	blobSize counter
+	closed   bool
 }
 
 type counter struct{ n int64 }
@@ -280,16 +288,29 @@ func (c *counter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// gate passes writes on to w until it is shut, and drops them after.
+type gate struct {
+	w    io.Writer
+	shut bool
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	if g.shut {
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
 func newLayerOutput(w io.Writer, c Compression) (*layerOutput, error) {
-	o := &layerOutput{tarHash: sha256.New()}
+	o := &layerOutput{tarHash: sha256.New(), out: gate{w: w}}
 	if c == Uncompressed {
 		// The blob is the tar: one digest serves for both.
 		o.blobHash = o.tarHash
-		o.tar = newWriteBehind(io.MultiWriter(w, o.tarHash, &o.blobSize))
+		o.tar = newWriteBehind(io.MultiWriter(&o.out, o.tarHash, &o.blobSize))
 		return o, nil
 	}
 	o.blobHash = sha256.New()
-	blob := io.MultiWriter(w, o.blobHash, &o.blobSize)
+	blob := io.MultiWriter(&o.out, o.blobHash, &o.blobSize)
 	switch c {
 	case Gzip:
 		o.comp = gzip.NewWriter(blob)
@@ -310,20 +331,34 @@ func newLayerOutput(w io.Writer, c Compression) (*layerOutput, error) {
 }
 
 // close ends the stages in order. With flush, everything written goes out
-// and the compressor writes its end; without, the rest is dropped, as
-// after a failure.
+// and the compressor writes its end; without, as after a failure, the
+// caller's writer gets nothing more. A panic in a stage (in the caller's
+// writer, say) is raised again here. Closing again does nothing.
 func (o *layerOutput) close(flush bool) error {
+	if o.closed {
+		return nil
+	}
+	o.closed = true
 	err := o.tar.close(flush)
-	if o.blob == nil {
-		return err
+	if o.blob != nil {
+		if berr := o.blob.close(flush && err == nil); err == nil {
+			err = berr
+		}
 	}
-	if berr := o.blob.close(flush && err == nil); err == nil {
-		err = berr
+	if err != nil || !flush {
+		o.out.shut = true
 	}
-	// Closed after a failure too: the zstd encoder holds resources until
-	// then.
-	if cerr := o.comp.Close(); err == nil {
-		err = cerr
+	for _, st := range []*writeBehind{o.tar, o.blob} {
+		if st != nil && st.panic != nil {
+			panic(st.panic)
+		}
+	}
+	if o.comp != nil {
+		// Closed after a failure too: the zstd encoder holds resources
+		// until then.
+		if cerr := o.comp.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }

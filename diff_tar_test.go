@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -528,8 +531,8 @@ func TestDiffDirsProgress(t *testing.T) {
 			t.Errorf("call %d: %+v", i, p)
 		}
 	}
-	if last := calls[len(calls)-1]; last.Path != "n/f" {
-		t.Errorf("last path %q, want n/f", last.Path)
+	if last := calls[len(calls)-1]; last.Path != "n/f" || last.Bytes < 3*512 {
+		t.Errorf("last call %+v, want path n/f and at least three headers' bytes", last)
 	}
 }
 
@@ -537,27 +540,103 @@ func TestDiffDirsCanceled(t *testing.T) {
 	lower, upper := layerPair(t, writerBase, []tt.Op{tt.Remove("d")}, true)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	before := runtime.NumGoroutine()
 	_, err := DiffDirs(ctx, io.Discard, lower, upper, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
+	checkGoroutines(t, before)
+}
+
+// bigLayer is an upper tree with a file of several MiB of random bytes,
+// which no compressor shrinks: its export spans many chunks of every
+// stage.
+func bigLayer(t *testing.T) string {
+	data := make([]byte, 6<<20)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	_, upper := layerPair(t, writerBase, []tt.Op{tt.File("big", string(data), 0o644)}, true)
+	return upper
 }
 
 // A failing writer ends the export with its error, whatever the
-// compression, and nothing is written after it failed.
+// compression; nothing is written after it failed, and nothing is left
+// running.
 func TestDiffDirsWriterFails(t *testing.T) {
-	big := strings.Repeat("incompressible? not quite, but long enough ", 100000)
-	_, upper := layerPair(t, writerBase, []tt.Op{tt.File("big", big, 0o644)}, true)
+	upper := bigLayer(t)
 	for _, c := range []Compression{Uncompressed, Gzip, Zstd} {
 		t.Run(c.String(), func(t *testing.T) {
+			before := runtime.NumGoroutine()
 			dst := &limitedWriter{room: 1000}
 			_, err := DiffDirs(context.Background(), dst, "", upper, &DiffOptions{Compression: c})
 			if !errors.Is(err, errWriterFull) {
 				t.Fatalf("error %v, want %v", err, errWriterFull)
 			}
 			if dst.writes != 1 {
-				t.Errorf("%d writes after the failure, want only the one that failed", dst.writes)
+				t.Errorf("%d writes from the failed one on, want 1", dst.writes)
+			}
+			checkGoroutines(t, before)
+		})
+	}
+}
+
+// A panic in the caller's writer, or in Progress, reaches the caller's
+// goroutine; the export's own goroutines end, and the writer is not
+// written after the call.
+func TestDiffDirsPanics(t *testing.T) {
+	upper := bigLayer(t)
+	for _, c := range []Compression{Uncompressed, Gzip, Zstd} {
+		t.Run("writer/"+c.String(), func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			n := 0
+			w := writerFunc(func(p []byte) (int, error) {
+				if n++; n == 3 {
+					panic("writer broke")
+				}
+				return len(p), nil
+			})
+			if p := catch(func() {
+				DiffDirs(context.Background(), w, "", upper, &DiffOptions{Compression: c})
+			}); p != "writer broke" {
+				t.Fatalf("recovered %v, want the writer's panic", p)
+			}
+			checkGoroutines(t, before)
+		})
+		t.Run("progress/"+c.String(), func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			var mu sync.Mutex
+			writes := 0
+			w := writerFunc(func(p []byte) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				writes++
+				return len(p), nil
+			})
+			opts := &DiffOptions{Compression: c, Progress: func(p DiffProgress) {
+				if p.Path == "big" {
+					panic("progress broke")
+				}
+			}}
+			if p := catch(func() { DiffDirs(context.Background(), w, "", upper, opts) }); p != "progress broke" {
+				t.Fatalf("recovered %v, want Progress's panic", p)
+			}
+			mu.Lock()
+			atReturn := writes
+			mu.Unlock()
+			checkGoroutines(t, before)
+			mu.Lock()
+			defer mu.Unlock()
+			if writes != atReturn {
+				t.Errorf("%d writes after DiffDirs returned", writes-atReturn)
 			}
 		})
 	}
+}
+
+func catch(f func()) (p any) {
+	defer func() { p = recover() }()
+	f()
+	return nil
 }

@@ -1,6 +1,10 @@
 package zlayer
 
-import "io"
+import (
+	"errors"
+	"io"
+	"sync/atomic"
+)
 
 // Chunks of this size, this many to a stage, carry a layer's tar from one
 // stage of its output to the next.
@@ -15,19 +19,26 @@ const (
 // by side. It holds at most behindChunks chunks.
 //
 // The first error of dst is returned by every later Write and by close;
-// dst sees nothing more after it. close must be called, on success and on
-// failure alike: it ends the goroutine.
+// dst sees nothing more after it. A panic in dst ends the stage as an
+// error, and close keeps what it panicked with in panic for its owner to
+// raise again. close must be called, on success and on failure alike: it
+// ends the goroutine.
 type writeBehind struct {
 	dst    io.Writer
 	full   chan []byte // for the goroutine to write
 	free   chan []byte // written, for Write to fill again
 	failed chan struct{}
 	done   chan struct{}
-	err    error // dst's; set by the goroutine before failed or done closes
+	drop   atomic.Bool // set by close without flush: write nothing more
+	err    error       // dst's; set by the goroutine before failed or done closes
+	panic  any         // what dst panicked with, likewise
 
-	cur []byte // being filled
-	n   int64  // bytes accepted by Write
+	cur    []byte // being filled
+	n      int64  // bytes accepted by Write
+	closed bool
 }
+
+var errStagePanicked = errors.New("layer output stage panicked")
 
 func newWriteBehind(dst io.Writer) *writeBehind {
 	wb := &writeBehind{
@@ -46,14 +57,30 @@ func newWriteBehind(dst io.Writer) *writeBehind {
 
 func (wb *writeBehind) run() {
 	defer close(wb.done)
+	defer func() {
+		if p := recover(); p != nil {
+			wb.panic = p
+			wb.fail(errStagePanicked)
+			for c := range wb.full { // so that Write and close never block
+				wb.free <- c[:0]
+			}
+		}
+	}()
 	for c := range wb.full {
-		if wb.err == nil {
+		if wb.err == nil && !wb.drop.Load() {
 			if _, err := wb.dst.Write(c); err != nil {
-				wb.err = err
-				close(wb.failed)
+				wb.fail(err)
 			}
 		}
 		wb.free <- c[:0]
+	}
+}
+
+// fail records dst's first error; only the goroutine calls it.
+func (wb *writeBehind) fail(err error) {
+	if wb.err == nil {
+		wb.err = err
+		close(wb.failed)
 	}
 }
 
@@ -81,10 +108,17 @@ func (wb *writeBehind) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// close hands on what is left when flush is set, else drops it, and waits
-// for the goroutine to end. It returns dst's first error.
+// close ends the stage and returns dst's first error. With flush, all
+// that was written goes on to dst; without, nothing more reaches dst,
+// chunks already handed on included. Closing again does nothing.
 func (wb *writeBehind) close(flush bool) error {
-	if flush && len(wb.cur) > 0 {
+	if wb.closed {
+		return wb.err
+	}
+	wb.closed = true
+	if !flush {
+		wb.drop.Store(true)
+	} else if len(wb.cur) > 0 {
 		wb.full <- wb.cur
 	}
 	wb.cur = nil

@@ -4,24 +4,41 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // limitedWriter takes room bytes, then fails every write.
 type limitedWriter struct {
 	buf    bytes.Buffer
 	room   int
-	writes int // after the failure
+	failed bool
+	writes int // from the first that failed on, that one included
 }
 
 var errWriterFull = errors.New("writer full")
 
 func (w *limitedWriter) Write(p []byte) (int, error) {
-	if w.buf.Len()+len(p) > w.room {
+	if w.failed || w.buf.Len()+len(p) > w.room {
+		w.failed = true
 		w.writes++
 		return 0, errWriterFull
 	}
 	return w.buf.Write(p)
+}
+
+// checkGoroutines fails t unless the goroutines come back to before
+// within a second: what a call started must have ended.
+func checkGoroutines(t *testing.T, before int) {
+	t.Helper()
+	for range 100 {
+		if runtime.NumGoroutine() <= before {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%d goroutines left running, %d before", runtime.NumGoroutine(), before)
 }
 
 func TestWriteBehindCarriesEveryByte(t *testing.T) {
@@ -73,16 +90,53 @@ func TestWriteBehindStopsAtFirstError(t *testing.T) {
 	}
 }
 
+// close without flush lets the write in progress end and drops the rest:
+// the chunks queued behind it and the one being filled.
 func TestWriteBehindCloseWithoutFlushDrops(t *testing.T) {
+	started, release := make(chan struct{}, 3), make(chan struct{})
 	var got bytes.Buffer
-	wb := newWriteBehind(&got)
-	if _, err := wb.Write(make([]byte, behindChunk+10)); err != nil {
+	wb := newWriteBehind(writerFunc(func(p []byte) (int, error) {
+		started <- struct{}{}
+		<-release
+		return got.Write(p)
+	}))
+	if _, err := wb.Write(make([]byte, 2*behindChunk+10)); err != nil {
 		t.Fatal(err)
 	}
-	if err := wb.close(false); err != nil {
+	<-started
+	closed := make(chan error)
+	go func() { closed <- wb.close(false) }()
+	for !wb.drop.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
 	if got.Len() != behindChunk {
-		t.Errorf("writer got %d bytes, want the one full chunk, %d", got.Len(), behindChunk)
+		t.Errorf("writer got %d bytes, want the chunk it was writing, %d", got.Len(), behindChunk)
 	}
 }
+
+func TestWriteBehindPanicEndsTheStage(t *testing.T) {
+	before := runtime.NumGoroutine()
+	wb := newWriteBehind(writerFunc(func([]byte) (int, error) { panic("boom") }))
+	chunk := make([]byte, behindChunk)
+	var err error
+	for range 100 {
+		if _, err = wb.Write(chunk); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, errStagePanicked) {
+		t.Fatalf("Write: %v, want %v", err, errStagePanicked)
+	}
+	if err := wb.close(true); !errors.Is(err, errStagePanicked) || wb.panic != "boom" {
+		t.Fatalf("close: %v, panic %v; want %v and boom", err, wb.panic, errStagePanicked)
+	}
+	checkGoroutines(t, before)
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
