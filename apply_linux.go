@@ -364,14 +364,19 @@ func (t *dirTree) mknod(pfd int, e *layerEntry) error {
 // by this layer or below it.
 func (t *dirTree) link(pfd int, e *layerEntry) error {
 	tparent, tbase := splitName(e.link)
-	tfd := t.root
+	tfd, town := t.root, "" // the target's directory, and its own name
 	if tparent != "" {
-		h, _, err := t.resolve(tparent)
+		h, followed, err := t.resolve(tparent)
 		if err != nil {
 			return linkErr(e.hdr.Linkname, err)
 		}
 		defer h.close()
-		tfd = h.fd
+		tfd, town = h.fd, tparent
+		if followed {
+			if town, err = t.ownName(h.fd); err != nil {
+				return linkErr(e.hdr.Linkname, err)
+			}
+		}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(tfd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -380,23 +385,14 @@ func (t *dirTree) link(pfd int, e *layerEntry) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return fmt.Errorf("hard link target %q is a directory: %w", e.hdr.Linkname, ErrInvalid)
 	}
-	// A directory at the link's name may hold the target through a
-	// symbolic link on the way to it; clearing the name would delete the
-	// target before the link is made.
-	var old unix.Stat_t
-	err := unix.Fstatat(pfd, e.base, &old, unix.AT_SYMLINK_NOFOLLOW)
-	if err == nil && old.Mode&unix.S_IFMT == unix.S_IFDIR {
-		inside, err := t.under(tfd, &old)
-		if err != nil {
-			return linkErr(e.hdr.Linkname, err)
-		}
-		if inside {
-			return fmt.Errorf("hard link target %q is inside the directory the link replaces: %w",
-				e.hdr.Linkname, ErrInvalid)
-		}
+	// Through a symbolic link, the target may lie inside a directory at
+	// the link's own name, which clearing the name would delete first.
+	if town == e.own || strings.HasPrefix(town, e.own+"/") {
+		return fmt.Errorf("hard link target %q is inside the directory the link replaces: %w",
+			e.hdr.Linkname, ErrInvalid)
 	}
 
-	err = t.replace(pfd, e.base, func() error {
+	err := t.replace(pfd, e.base, func() error {
 		return unix.Linkat(tfd, tbase, pfd, e.base, 0)
 	})
 	if err == unix.ENOENT {
@@ -407,40 +403,6 @@ func (t *dirTree) link(pfd int, e *layerEntry) error {
 		return fmt.Errorf("link: %w", err)
 	}
 	return nil
-}
-
-// under reports whether the directory fd is dir or lies below it, by
-// walking up the tree's ".." entries to the root.
-func (t *dirTree) under(fd int, dir *unix.Stat_t) (bool, error) {
-	var root, st unix.Stat_t
-	if err := unix.Fstat(t.root, &root); err != nil {
-		return false, err
-	}
-	cur := -1 // owned by the walk; fd stays the caller's
-	defer func() {
-		if cur >= 0 {
-			unix.Close(cur)
-		}
-	}()
-	for at := fd; ; {
-		if err := unix.Fstat(at, &st); err != nil {
-			return false, err
-		}
-		if st.Dev == dir.Dev && st.Ino == dir.Ino {
-			return true, nil
-		}
-		if st.Dev == root.Dev && st.Ino == root.Ino {
-			return false, nil
-		}
-		up, err := unix.Openat(at, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return false, err
-		}
-		if cur >= 0 {
-			unix.Close(cur)
-		}
-		cur, at = up, up
-	}
 }
 
 func linkErr(target string, err error) error {
