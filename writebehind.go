@@ -33,9 +33,8 @@ type writeBehind struct {
 	err    error       // dst's; set by the goroutine before failed or done closes
 	panic  any         // what dst panicked with, likewise
 
-	cur    []byte // being filled
-	n      int64  // bytes accepted by Write
-	closed bool
+	cur []byte // being filled
+	n   int64  // bytes accepted by Write
 }
 
 var errStagePanicked = errors.New("layer output stage panicked")
@@ -110,12 +109,8 @@ func (wb *writeBehind) Write(p []byte) (int, error) {
 
 // close ends the stage and returns dst's first error. With flush, all
 // that was written goes on to dst; without, nothing more reaches dst,
-// chunks already handed on included. Closing again does nothing.
+// chunks already handed on included. It is called once.
 func (wb *writeBehind) close(flush bool) error {
-	if wb.closed {
-		return wb.err
-	}
-	wb.closed = true
 	if !flush {
 		wb.drop.Store(true)
 	} else if len(wb.cur) > 0 {
