@@ -109,9 +109,9 @@ const progressEvery = 8 << 20
 // Once the tar ends, the rest of the stream is read to its end, so a
 // compressed stream's trailer is checked, and the digests are compared
 // with the expected ones. A gzip stream may hold several members, one
-// after another; anything else after the last one is refused. Errors name the entry they concern, in an
-// [*Error] whose Target is the entry's name as in the tar, or dir for
-// errors about the whole layer; malformed input, a digest mismatch and a
+// after another; anything else after the last one is refused. Errors
+// name the entry they concern, in an [*Error] whose Target is the entry's
+// name as in the tar, or dir for errors about the whole layer; malformed input, a digest mismatch and a
 // refused entry wrap [ErrInvalid]. Cancelling ctx stops ApplyDir between
 // entries and within large files.
 //

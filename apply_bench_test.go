@@ -147,9 +147,9 @@ func gzipFile(src, dst string) error {
 // memPoll is how often the memory of a timed run is sampled. Each sample
 // costs CPU that the run being timed competes with: under emulation, GNU
 // tar polled every millisecond took longer than tar with sha256sum beside
-// it, unpolled. Resident
-// sizes are the kernel's high-water marks, so a coarse poll loses nothing
-// there; the heap's peak may be missed by what one interval allocates.
+// it, unpolled. Resident sizes are the kernel's high-water marks, so a
+// coarse poll loses nothing there; the heap's peak may be missed by what
+// one interval allocates.
 const memPoll = 50 * time.Millisecond
 
 // heapSampler records the largest heap in use while it runs.
@@ -313,16 +313,8 @@ func (a *applyRace) tar(b *testing.B, cmd *exec.Cmd, finish func() error) {
 // fresh layer id of s while sha256sum reads the same file: what
 // extracting with tar costs a runtime that needs the DiffID. It runs
 // with the benchmark's timer stopped, and removes the layer afterwards.
-func (a *applyRace) tarWithDigest(b *testing.B, s *Store, id, path, mnt string) {
+func (a *applyRace) tarWithDigest(b *testing.B, s *Store, gnuTar, id, path, mnt string) {
 	ctx := context.Background()
-	gnuTar, err := exec.LookPath("tar")
-	if err != nil {
-		b.Fatal("GNU tar is not installed")
-	}
-	sum, err := exec.LookPath("sha256sum")
-	if err != nil {
-		b.Fatal("sha256sum is not installed")
-	}
 	if _, err := s.CreateLayer(ctx, id, "", nil); err != nil {
 		b.Fatal(err)
 	}
@@ -330,7 +322,7 @@ func (a *applyRace) tarWithDigest(b *testing.B, s *Store, id, path, mnt string) 
 		b.Fatal(err)
 	}
 	start := time.Now()
-	hash := exec.Command(sum, path)
+	hash := exec.Command("sha256sum", path)
 	hash.Stdout = io.Discard
 	if err := hash.Start(); err != nil {
 		b.Fatal(err)

@@ -76,7 +76,7 @@ func BenchmarkStoreApply(b *testing.B) {
 					b.Fatal(err)
 				}
 				if c.name == "tar" {
-					race.tarWithDigest(b, s, "tarsum"+strconv.Itoa(i), c.path, mnt)
+					race.tarWithDigest(b, s, gnuTar, "tarsum"+strconv.Itoa(i), c.path, mnt)
 					race.hashAlone(b, c.path)
 				}
 				b.StartTimer()

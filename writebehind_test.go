@@ -71,14 +71,7 @@ func TestWriteBehindCarriesEveryByte(t *testing.T) {
 func TestWriteBehindStopsAtFirstError(t *testing.T) {
 	dst := &limitedWriter{room: 3 * behindChunk}
 	wb := newWriteBehind(dst)
-	chunk := bytes.Repeat([]byte{'x'}, behindChunk)
-	var err error
-	for range 100 {
-		if _, err = wb.Write(chunk); err != nil {
-			break
-		}
-	}
-	if !errors.Is(err, errWriterFull) {
+	if err := writeUntilError(wb); !errors.Is(err, errWriterFull) {
 		t.Fatalf("Write: %v, want %v", err, errWriterFull)
 	}
 	if err := wb.close(true); !errors.Is(err, errWriterFull) {
@@ -121,20 +114,25 @@ func TestWriteBehindCloseWithoutFlushDrops(t *testing.T) {
 func TestWriteBehindPanicEndsTheStage(t *testing.T) {
 	before := runtime.NumGoroutine()
 	wb := newWriteBehind(writerFunc(func([]byte) (int, error) { panic("boom") }))
-	chunk := make([]byte, behindChunk)
-	var err error
-	for range 100 {
-		if _, err = wb.Write(chunk); err != nil {
-			break
-		}
-	}
-	if !errors.Is(err, errStagePanicked) {
+	if err := writeUntilError(wb); !errors.Is(err, errStagePanicked) {
 		t.Fatalf("Write: %v, want %v", err, errStagePanicked)
 	}
 	if err := wb.close(true); !errors.Is(err, errStagePanicked) || wb.panic != "boom" {
 		t.Fatalf("close: %v, panic %v; want %v and boom", err, wb.panic, errStagePanicked)
 	}
 	checkGoroutines(t, before)
+}
+
+// writeUntilError writes whole chunks to wb until a write fails, up to
+// 100 of them, and returns the failure.
+func writeUntilError(wb *writeBehind) error {
+	chunk := bytes.Repeat([]byte{'x'}, behindChunk)
+	for range 100 {
+		if _, err := wb.Write(chunk); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type writerFunc func([]byte) (int, error)
