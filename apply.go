@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/zlayer/zlayer/internal/fastsha"
 )
 
 // ApplyOptions tunes [ApplyDir]. The zero value applies any layer without
@@ -41,7 +42,8 @@ type ApplyOptions struct {
 	Progress func(ApplyProgress)
 
 	// Logger receives a few debug records: the compression found, the
-	// resolver used, and the overlay xattrs dropped. Nil is quiet.
+	// SHA-256 code chosen, the resolver used, and the overlay xattrs
+	// dropped. Nil is quiet.
 	Logger *slog.Logger
 }
 
@@ -144,7 +146,8 @@ func ApplyDir(ctx context.Context, dir string, r io.Reader,
 		return ApplyResult{}, opErr(applyOp, dir, err)
 	}
 	defer s.close()
-	o.Logger.Debug("apply layer", "dir", dir, "compression", s.comp)
+	o.Logger.Debug("apply layer", "dir", dir, "compression", s.comp,
+		"sha256", fastsha.Chosen())
 
 	paths := make(layerPaths)
 	tree, err := openLayerTree(dir, paths, o.Logger)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/zlayer/zlayer/internal/fastsha"
 )
 
 // benchShape sizes the generated layer: many small files in nested
@@ -253,9 +255,10 @@ type applyRace struct {
 
 	// GNU tar with sha256sum beside it, and the hash alone: counted
 	// only where tarWithDigest and hashAlone ran.
-	nSum, nHash            int
-	gtSum, goHash, sumHash time.Duration
-	goHashCPU, sumHashCPU  time.Duration
+	nSum, nHash                    int
+	gtSum, goHash, zlHash, sumHash time.Duration
+	goHashCPU, zlHashCPU           time.Duration
+	sumHashCPU                     time.Duration
 }
 
 func newApplyRace() *applyRace {
@@ -344,25 +347,35 @@ func (a *applyRace) tarWithDigest(b *testing.B, s *Store, gnuTar, id, path, mnt 
 	a.nSum++
 }
 
-// hashAlone times hashing the plain tar at path with Go's crypto/sha256
-// in this process and with sha256sum, which do what Apply's DiffID and
-// tarWithDigest's sha256sum do, without extracting anything.
+// hashAlone times hashing the plain tar at path in this process with
+// Go's crypto/sha256 and with the SHA-256 that Apply uses (see
+// internal/fastsha), and with sha256sum, as tarWithDigest runs it, all
+// without extracting anything.
 func (a *applyRace) hashAlone(b *testing.B, path string) {
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
+	for _, h := range []struct {
+		new       func() hash.Hash
+		wall, cpu *time.Duration
+	}{
+		{sha256.New, &a.goHash, &a.goHashCPU},
+		{fastsha.New, &a.zlHash, &a.zlHashCPU},
+	} {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start, cpu0 := time.Now(), selfCPU()
+		_, err = io.Copy(h.new(), f)
+		*h.wall += time.Since(start)
+		*h.cpu += selfCPU() - cpu0
+		f.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
 	}
-	defer f.Close()
-	start, cpu0 := time.Now(), selfCPU()
-	if _, err := io.Copy(sha256.New(), f); err != nil {
-		b.Fatal(err)
-	}
-	a.goHash += time.Since(start)
-	a.goHashCPU += selfCPU() - cpu0
 
 	cmd := exec.Command("sha256sum", path)
 	cmd.Stdout = io.Discard
-	start = time.Now()
+	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("sha256sum: %v", err)
 	}
@@ -393,6 +406,8 @@ func (a *applyRace) report(b *testing.B) {
 		n := float64(a.nHash)
 		b.ReportMetric(float64(a.goHash.Milliseconds())/n, "go-sha256-ms/op")
 		b.ReportMetric(float64(a.goHashCPU.Milliseconds())/n, "go-sha256-cpu-ms/op")
+		b.ReportMetric(float64(a.zlHash.Milliseconds())/n, "zlayer-sha256-ms/op")
+		b.ReportMetric(float64(a.zlHashCPU.Milliseconds())/n, "zlayer-sha256-cpu-ms/op")
 		b.ReportMetric(float64(a.sumHash.Milliseconds())/n, "sha256sum-ms/op")
 		b.ReportMetric(float64(a.sumHashCPU.Milliseconds())/n, "sha256sum-cpu-ms/op")
 	}

@@ -3,7 +3,6 @@ package zlayer
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -20,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/zlayer/zlayer/internal/ctxio"
+	"github.com/zlayer/zlayer/internal/fastsha"
 	"golang.org/x/sys/unix"
 )
 
@@ -302,14 +302,14 @@ func (g *gate) Write(p []byte) (int, error) {
 }
 
 func newLayerOutput(w io.Writer, c Compression) (*layerOutput, error) {
-	o := &layerOutput{tarHash: sha256.New(), out: gate{w: w}}
+	o := &layerOutput{tarHash: fastsha.New(), out: gate{w: w}}
 	if c == Uncompressed {
 		// The blob is the tar: one digest serves for both.
 		o.blobHash = o.tarHash
 		o.tar = newWriteBehind(io.MultiWriter(&o.out, o.tarHash, &o.blobSize))
 		return o, nil
 	}
-	o.blobHash = sha256.New()
+	o.blobHash = fastsha.New()
 	blob := io.MultiWriter(&o.out, o.blobHash, &o.blobSize)
 	switch c {
 	case Gzip:

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/zlayer/zlayer/internal/fastsha"
 	tt "github.com/zlayer/zlayer/internal/treetest"
 )
 
@@ -29,10 +30,12 @@ import (
 // have to hash the blob beside it to learn the DiffID. For the plain tar,
 // each iteration also times that: tar and sha256sum reading the blob at
 // once into a third fresh layer (gnutar+sha256sum-ms/op). Outside the
-// timing, it hashes the uncompressed tar alone with Go's crypto/sha256
-// and with sha256sum, to show what the DiffID costs on this machine.
+// timing, it hashes the uncompressed tar alone with Go's crypto/sha256,
+// with the SHA-256 code Apply chose (logged) and with sha256sum, to show
+// what the DiffID costs on this machine.
 func BenchmarkStoreApply(b *testing.B) {
 	needApplyPrivileges(b)
+	b.Logf("SHA-256 by %s", fastsha.Chosen())
 	gnuTar, err := exec.LookPath("tar")
 	if err != nil {
 		b.Fatal("GNU tar is not installed")

@@ -27,7 +27,7 @@ fi
 # built by DKMS, QEMU to boot it, busybox for the guest's init. Tests: umoci,
 # debootstrap and containerd as third-party peers.
 pkgs=(
-	build-essential pkg-config libzfslinux-dev
+	build-essential pkg-config libzfslinux-dev nettle-dev
 	linux-image-amd64 linux-headers-amd64 zfs-dkms zfsutils-linux
 	qemu-system-x86 busybox-static cpio kmod zstd xz-utils util-linux e2fsprogs
 	umoci skopeo debootstrap containerd runc tar gzip

@@ -1,0 +1,131 @@
+package fastsha
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+func implementations(t testing.TB) []Implementation {
+	impls := []Implementation{Go}
+	if Available(Nettle) {
+		impls = append(impls, Nettle)
+	} else {
+		t.Logf("Nettle is not in this build; testing Go's code only")
+	}
+	return impls
+}
+
+// TestMatchesStandardLibrary feeds each implementation the same bytes in
+// pieces of random sizes, across block boundaries, and compares every
+// prefix's digest with crypto/sha256's.
+func TestMatchesStandardLibrary(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	data := make([]byte, 300<<10)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	for _, impl := range implementations(t) {
+		t.Run(string(impl), func(t *testing.T) {
+			for _, n := range []int{0, 1, 55, 56, 63, 64, 65, 119, 128, 1000, 4096, 65537, len(data)} {
+				h := NewWith(impl)
+				for off := 0; off < n; {
+					k := min(n-off, r.IntN(9000))
+					if r.IntN(8) == 0 {
+						k = 0 // empty writes too
+					}
+					if w, err := h.Write(data[off : off+k]); w != k || err != nil {
+						t.Fatalf("Write(%d bytes) = %d, %v", k, w, err)
+					}
+					off += k
+				}
+				want := sha256.Sum256(data[:n])
+				if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+					t.Errorf("%d bytes: digest %x, want %x", n, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestSumKeepsState checks that Sum neither ends nor alters the hash,
+// that it appends to its argument, and that Reset starts again.
+func TestSumKeepsState(t *testing.T) {
+	for _, impl := range implementations(t) {
+		t.Run(string(impl), func(t *testing.T) {
+			h := NewWith(impl)
+			if h.Size() != Size || h.BlockSize() != sha256.BlockSize {
+				t.Fatalf("Size, BlockSize = %d, %d", h.Size(), h.BlockSize())
+			}
+			h.Write([]byte("first half, "))
+			first := h.Sum([]byte("prefix"))
+			if !bytes.HasPrefix(first, []byte("prefix")) || len(first) != len("prefix")+Size {
+				t.Fatalf("Sum did not append to its argument: %q", first)
+			}
+			want := sha256.Sum256([]byte("first half, "))
+			if !bytes.Equal(first[len("prefix"):], want[:]) {
+				t.Errorf("first Sum %x, want %x", first[len("prefix"):], want)
+			}
+			h.Write([]byte("second half"))
+			want = sha256.Sum256([]byte("first half, second half"))
+			if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+				t.Errorf("Sum after more writes %x, want %x", got, want)
+			}
+			h.Reset()
+			h.Write([]byte("again"))
+			want = sha256.Sum256([]byte("again"))
+			if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+				t.Errorf("Sum after Reset %x, want %x", got, want)
+			}
+		})
+	}
+}
+
+func TestChosen(t *testing.T) {
+	c := Chosen()
+	if !Available(c) {
+		t.Fatalf("Chosen() = %q, which this build lacks", c)
+	}
+	if Chosen() != c {
+		t.Fatalf("the choice changed between calls")
+	}
+	t.Logf("SHA-256 by %s on this machine", c)
+	want := sha256.Sum256([]byte("abc"))
+	h := New()
+	h.Write([]byte("abc"))
+	if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+		t.Errorf("New: digest %x, want %x", got, want)
+	}
+}
+
+func TestNewWithUnknown(t *testing.T) {
+	h := NewWith("none")
+	h.Write([]byte("abc"))
+	want := sha256.Sum256([]byte("abc"))
+	if got := h.Sum(nil); !bytes.Equal(got, want[:]) {
+		t.Errorf("digest %x, want %x", got, want)
+	}
+}
+
+// BenchmarkSHA256 hashes the same buffer with each implementation, side
+// by side, in writes of the sizes the layer streams use.
+func BenchmarkSHA256(b *testing.B) {
+	buf := make([]byte, 512<<10)
+	for i := range buf {
+		buf[i] = byte(i * 131)
+	}
+	b.Logf("chosen: %s", Chosen())
+	for _, impl := range implementations(b) {
+		for _, size := range []int{4 << 10, 512 << 10} {
+			b.Run(fmt.Sprintf("%s/%dKiB", impl, size>>10), func(b *testing.B) {
+				h := NewWith(impl)
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					h.Write(buf[:size])
+				}
+			})
+		}
+	}
+}
