@@ -47,9 +47,9 @@ var (
 )
 
 func openLayerStream(r io.Reader, blobAlg, tarAlg digest.Algorithm) (*layerStream, error) {
-	s := &layerStream{blob: hashReader{r: r, h: newHash(blobAlg), alg: blobAlg}}
+	s := &layerStream{blob: hashReader{r: r, h: fastsha.For(blobAlg), alg: blobAlg}}
 	s.br = bufio.NewReaderSize(&s.blob, blobBufferSize)
-	s.tar = hashReader{r: s.br, h: newHash(tarAlg), alg: tarAlg}
+	s.tar = hashReader{r: s.br, h: fastsha.For(tarAlg), alg: tarAlg}
 
 	head, err := s.br.Peek(len(xzMagic))
 	if err != nil && err != io.EOF {
@@ -261,16 +261,6 @@ func (h *hashReader) Read(p []byte) (int, error) {
 		h.err = err
 	}
 	return n, err
-}
-
-// newHash returns a hash computing alg. SHA-256, the algorithm of nearly
-// every layer digest, is computed by whichever implementation runs
-// faster here (see internal/fastsha).
-func newHash(alg digest.Algorithm) hash.Hash {
-	if alg == digest.SHA256 {
-		return fastsha.New()
-	}
-	return alg.Hash()
 }
 
 func (h *hashReader) digest() digest.Digest {

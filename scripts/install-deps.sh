@@ -23,7 +23,7 @@ SRC
 	rm -f /var/lib/zlayer-apt-updated
 fi
 
-# Build: libzfs headers for cgo. Test bed: a Debian kernel with ZFS modules
+# Build: libzfs and Nettle headers for cgo. Test bed: a Debian kernel with ZFS modules
 # built by DKMS, QEMU to boot it, busybox for the guest's init. Tests: umoci,
 # debootstrap and containerd as third-party peers.
 pkgs=(

@@ -12,9 +12,12 @@ package fastsha
 
 import (
 	"crypto/sha256"
+	_ "crypto/sha512" // go-digest's sha384 and sha512, which OCI registers too
 	"hash"
 	"sync"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // Size is the size of a SHA-256 checksum in bytes.
@@ -81,4 +84,14 @@ func NewWith(impl Implementation) hash.Hash {
 // Available reports whether impl can be used in this build.
 func Available(impl Implementation) bool {
 	return impl == Go || impl == Nettle && haveNettle
+}
+
+// For returns a hash computing alg: SHA-256, the algorithm of nearly every
+// OCI digest, through New, and any other through the standard library.
+// alg must be available (see digest.Algorithm.Available).
+func For(alg digest.Algorithm) hash.Hash {
+	if alg == digest.SHA256 {
+		return New()
+	}
+	return alg.Hash()
 }

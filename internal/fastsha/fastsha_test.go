@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 func implementations(t testing.TB) []Implementation {
@@ -126,6 +128,16 @@ func BenchmarkSHA256(b *testing.B) {
 					h.Write(buf[:size])
 				}
 			})
+		}
+	}
+}
+
+func TestFor(t *testing.T) {
+	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA384, digest.SHA512} {
+		h := For(alg)
+		h.Write([]byte("abc"))
+		if got, want := digest.NewDigest(alg, h), alg.FromString("abc"); got != want {
+			t.Errorf("For(%s): %s, want %s", alg, got, want)
 		}
 	}
 }

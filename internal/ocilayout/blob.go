@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/zlayer/zlayer/internal/ctxio"
+	"github.com/zlayer/zlayer/internal/fastsha"
 )
 
 // OpenBlob opens the blob that desc describes. Its reader checks the
@@ -37,7 +38,7 @@ func (l *Layout) OpenBlob(desc ocispec.Descriptor) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s: %w", desc.Digest, err)
 	}
-	return &blobReader{f: f, desc: desc, h: desc.Digest.Algorithm().Hash()}, nil
+	return &blobReader{f: f, desc: desc, h: fastsha.For(desc.Digest.Algorithm())}, nil
 }
 
 // blobReader verifies a blob's size and digest as it is read.
@@ -132,7 +133,7 @@ func (l *Layout) NewBlob() (*BlobWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new blob: %w", err)
 	}
-	return &BlobWriter{l: l, f: f, h: digest.SHA256.Hash()}, nil
+	return &BlobWriter{l: l, f: f, h: fastsha.New()}, nil
 }
 
 // Write adds p to the blob.
