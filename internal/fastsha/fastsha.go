@@ -7,10 +7,12 @@
 // TCG) Nettle's integer code runs about four times as fast. The first
 // call to New times both on the same buffer and keeps the faster one for
 // the life of the process; Go's is kept unless Nettle's is clearly
-// faster.
+// faster, and always in FIPS 140-3 mode (GODEBUG=fips140=on), where
+// hashing must stay inside Go's validated module.
 package fastsha
 
 import (
+	"crypto/fips140"
 	"crypto/sha256"
 	_ "crypto/sha512" // go-digest's sha384 and sha512, which OCI registers too
 	"hash"
@@ -32,7 +34,7 @@ const (
 )
 
 var choose = sync.OnceValue(func() Implementation {
-	if !haveNettle {
+	if !haveNettle || fips140.Enabled() {
 		return Go
 	}
 	buf := make([]byte, calibrationBytes)

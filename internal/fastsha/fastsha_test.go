@@ -2,9 +2,12 @@ package fastsha
 
 import (
 	"bytes"
+	"crypto/fips140"
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -139,5 +142,25 @@ func TestFor(t *testing.T) {
 		if got, want := digest.NewDigest(alg, h), alg.FromString("abc"); got != want {
 			t.Errorf("For(%s): %s, want %s", alg, got, want)
 		}
+	}
+}
+
+// TestFIPSKeepsGo runs this test binary again in FIPS 140-3 mode, where
+// the choice must be Go's code whatever the timing says.
+func TestFIPSKeepsGo(t *testing.T) {
+	if os.Getenv("FASTSHA_FIPS_CHILD") == "1" {
+		if !fips140.Enabled() {
+			t.Fatal("FIPS 140-3 mode is not on in the child")
+		}
+		if c := Chosen(); c != Go {
+			t.Fatalf("Chosen() = %q in FIPS 140-3 mode", c)
+		}
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFIPSKeepsGo$", "-test.v")
+	cmd.Env = append(os.Environ(), "GODEBUG=fips140=on", "FASTSHA_FIPS_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: TestFIPSKeepsGo")) {
+		t.Fatalf("child in FIPS mode: %v\n%s", err, out)
 	}
 }
