@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,6 +227,7 @@ func (t *dirTree) fill(fd int, e *layerEntry, content io.Reader) error {
 		if eof {
 			break
 		}
+		runtime.Gosched() // see yieldEvery
 	}
 	if e.sparse {
 		if err := unix.Ftruncate(fd, off); err != nil {
