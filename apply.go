@@ -3,6 +3,7 @@ package zlayer
 import (
 	"archive/tar"
 	"context"
+	_ "crypto/sha512" // lets go-digest compute sha512 digests
 	"errors"
 	"fmt"
 	"io"

@@ -14,7 +14,6 @@ package fastsha
 import (
 	"crypto/fips140"
 	"crypto/sha256"
-	_ "crypto/sha512" // go-digest's sha384 and sha512, which OCI registers too
 	"hash"
 	"sync"
 	"time"
@@ -35,21 +34,24 @@ const (
 
 var choose = sync.OnceValue(func() Implementation {
 	if !haveNettle || fips140.Enabled() {
-		return Go
+		return pick(false, 0, 0)
 	}
 	buf := make([]byte, calibrationBytes)
 	for i := range buf {
 		buf[i] = byte(i*131 + i>>8)
 	}
-	g := fastest(sha256.New(), buf)
-	n := fastest(newNettle(), buf)
-	// A margin keeps the standard library where the two are close and
-	// the timing of a few milliseconds could tip either way.
-	if n*5 < g*4 {
+	return pick(true, fastest(sha256.New(), buf), fastest(newNettle(), buf))
+})
+
+// pick chooses from the best times of the two implementations on the
+// same buffer. A margin keeps the standard library where the two are
+// close and a timing of a few milliseconds could tip either way.
+func pick(nettle bool, goTime, nettleTime time.Duration) Implementation {
+	if nettle && nettleTime*5 < goTime*4 {
 		return Nettle
 	}
 	return Go
-})
+}
 
 // calibrationBytes is hashed three times by each implementation: about
 // 0.1 ms on hardware, 10 ms under emulation.
@@ -75,17 +77,17 @@ func Chosen() Implementation { return choose() }
 func New() hash.Hash { return NewWith(choose()) }
 
 // NewWith returns a SHA-256 hash.Hash computed by impl, or by Go's code
-// when impl is not available in this build.
+// when impl is not available in this build or in FIPS 140-3 mode.
 func NewWith(impl Implementation) hash.Hash {
-	if impl == Nettle && haveNettle {
+	if impl == Nettle && haveNettle && !fips140.Enabled() {
 		return newNettle()
 	}
 	return sha256.New()
 }
 
-// Available reports whether impl can be used in this build.
+// Available reports whether impl can be used in this build and mode.
 func Available(impl Implementation) bool {
-	return impl == Go || impl == Nettle && haveNettle
+	return impl == Go || impl == Nettle && haveNettle && !fips140.Enabled()
 }
 
 // For returns a hash computing alg: SHA-256, the algorithm of nearly every

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"crypto/fips140"
 	"crypto/sha256"
+	_ "crypto/sha512" // for TestFor's SHA-512
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -136,11 +139,31 @@ func BenchmarkSHA256(b *testing.B) {
 }
 
 func TestFor(t *testing.T) {
-	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA384, digest.SHA512} {
+	for _, alg := range []digest.Algorithm{digest.SHA256, digest.SHA512} {
 		h := For(alg)
 		h.Write([]byte("abc"))
 		if got, want := digest.NewDigest(alg, h), alg.FromString("abc"); got != want {
 			t.Errorf("For(%s): %s, want %s", alg, got, want)
+		}
+	}
+}
+
+func TestPick(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		nettle       bool
+		goT, nettleT time.Duration
+		want         Implementation
+	}{
+		{true, 40 * ms, 10 * ms, Nettle}, // emulation: Nettle four times as fast
+		{true, 10 * ms, 7 * ms, Nettle},
+		{true, 10 * ms, 8 * ms, Go}, // within the margin
+		{true, 10 * ms, 9 * ms, Go},
+		{true, 10 * ms, 12 * ms, Go},
+		{false, 40 * ms, 10 * ms, Go}, // Nettle missing or not allowed
+	} {
+		if got := pick(c.nettle, c.goT, c.nettleT); got != c.want {
+			t.Errorf("pick(%v, %v, %v) = %s, want %s", c.nettle, c.goT, c.nettleT, got, c.want)
 		}
 	}
 }
@@ -154,6 +177,12 @@ func TestFIPSKeepsGo(t *testing.T) {
 		}
 		if c := Chosen(); c != Go {
 			t.Fatalf("Chosen() = %q in FIPS 140-3 mode", c)
+		}
+		if Available(Nettle) {
+			t.Fatal("Nettle is available in FIPS 140-3 mode")
+		}
+		if reflect.TypeOf(NewWith(Nettle)) != reflect.TypeOf(sha256.New()) {
+			t.Fatal("NewWith(Nettle) gave Nettle's code in FIPS 140-3 mode")
 		}
 		return
 	}

@@ -13,7 +13,8 @@
 package ocilayout
 
 import (
-	_ "crypto/sha256" // registers the algorithm go-digest computes
+	_ "crypto/sha256" // registers the algorithms go-digest computes:
+	_ "crypto/sha512" // the image spec's sha256 and sha512
 	"encoding/json"
 	"errors"
 	"fmt"

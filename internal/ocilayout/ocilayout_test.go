@@ -523,3 +523,31 @@ func TestCopyBlob(t *testing.T) {
 		t.Errorf("blobs after copies: %v", names)
 	}
 }
+
+// TestSHA512Blob reads a blob named by a sha512 digest, the image spec's
+// other registered algorithm, and refuses it when its content differs.
+func TestSHA512Blob(t *testing.T) {
+	l, _ := fixture(t, "v1", "hello, layer")
+	content := []byte("a blob named by sha512")
+	d := digest.SHA512.FromBytes(content)
+	p, err := l.blobPath(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: int64(len(content))}
+	if b, err := readAll(t, l, desc); err != nil || string(b) != string(content) {
+		t.Fatalf("read: %q, %v", b, err)
+	}
+	if err := os.WriteFile(p, []byte("a blob named by SHA512"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAll(t, l, desc); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("changed content: %v, want ErrDigestMismatch", err)
+	}
+}
