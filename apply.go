@@ -115,9 +115,9 @@ const progressEvery = 8 << 20
 // with the expected ones. A gzip stream may hold several members, one
 // after another; anything else after the last one is refused. Errors
 // name the entry they concern, in an [*Error] whose Target is the entry's
-// name as in the tar, or dir for errors about the whole layer; malformed input, a digest mismatch and a
-// refused entry wrap [ErrInvalid]. Cancelling ctx stops ApplyDir between
-// entries and within large files.
+// name as in the tar, or dir for errors about the whole layer; malformed
+// input, a digest mismatch and a refused entry wrap [ErrInvalid].
+// Cancelling ctx stops ApplyDir between entries and within large files.
 //
 // The stream is read, decompressed and hashed in a goroutine of its own,
 // ahead of the files being written; it never outlives ApplyDir, which

@@ -23,9 +23,9 @@ SRC
 	rm -f /var/lib/zlayer-apt-updated
 fi
 
-# Build: libzfs and Nettle headers for cgo. Test bed: a Debian kernel with ZFS modules
-# built by DKMS, QEMU to boot it, busybox for the guest's init. Tests: umoci,
-# debootstrap and containerd as third-party peers.
+# Build: libzfs and Nettle headers for cgo. Test bed: a Debian kernel with
+# ZFS modules built by DKMS, QEMU to boot it, busybox for the guest's init.
+# Tests: umoci, debootstrap and containerd as third-party peers.
 pkgs=(
 	build-essential pkg-config libzfslinux-dev nettle-dev
 	linux-image-amd64 linux-headers-amd64 zfs-dkms zfsutils-linux

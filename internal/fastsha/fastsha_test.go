@@ -26,9 +26,9 @@ func implementations(t testing.TB) []Implementation {
 	return impls
 }
 
-// TestMatchesStandardLibrary feeds each implementation the same bytes in
-// pieces of random sizes, across block boundaries, and compares every
-// prefix's digest with crypto/sha256's.
+// TestMatchesStandardLibrary feeds each implementation prefixes of the
+// same bytes, of lengths around block boundaries, in pieces of random
+// sizes, and compares each digest with crypto/sha256's.
 func TestMatchesStandardLibrary(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 11))
 	data := make([]byte, 300<<10)
